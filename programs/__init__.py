@@ -1,0 +1,1 @@
+"""The rasp_lab programs zoo (installed as `rasp_lab.programs`)."""

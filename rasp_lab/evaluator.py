@@ -1,0 +1,199 @@
+"""The reference semantics of RASP: what every compiled model is checked against.
+
+- Map / SequenceMap apply their function position-wise; None ("no value") passes through
+  without calling the function.
+- A selector is a Boolean matrix `[query][key]`; an atom never selects a None key or query;
+  `&`, `|`, `~` are the Boolean algebra of the matrices.
+- Aggregate: numerical = mean over the selected positions; categorical = the single value
+  the selected positions share (an EvaluationError naming the Aggregate if they disagree);
+  `default` where nothing is selected.
+- SelectorWidth: the number of selected positions.
+- causal=True restricts every selector that an Aggregate or SelectorWidth reads (and a
+  selector evaluated on its own) to keys at or before the query.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+from rasp_lab import rasp
+
+
+class EvaluationError(ValueError):
+    """An expression could not be evaluated on an input; names the expression and values."""
+
+    def __init__(self, label: str, message: str) -> None:
+        super().__init__(f"{label}: {message}")
+        self.label = label
+
+
+def topological(expr: rasp.RASPExpr) -> list[rasp.RASPExpr]:
+    """Every distinct node under `expr` (by identity), children before parents."""
+    order: list[rasp.RASPExpr] = []
+    done: set[int] = set()
+    stack: list[tuple[rasp.RASPExpr, bool]] = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for child in reversed(node.children):
+            if id(child) not in done:
+                stack.append((child, False))
+    return order
+
+
+def evaluate(expr: rasp.RASPExpr, xs: Sequence[Any], *, causal: bool = False) -> Any:
+    """Evaluate `expr` on the input sequence `xs` (without BOS).
+
+    Returns a list (one value per position) for an SOp, or a list of rows `[query][key]`
+    of bools for a selector.
+    """
+    return trace(expr, xs, causal=causal)[expr]
+
+
+class Trace(dict):
+    """Values of every node of a program on one input, keyed by the node itself."""
+
+    def by_label(self) -> dict[str, Any]:
+        return {node.label: value for node, value in self.items()}
+
+
+def trace(expr: rasp.RASPExpr, xs: Sequence[Any], *, causal: bool = False) -> Trace:
+    """Evaluate `expr` and every node under it on `xs`; a mapping node -> value."""
+    if not isinstance(expr, rasp.RASPExpr):
+        raise TypeError(f"evaluate() takes a RASP expression, got {type(expr).__name__} {expr!r}")
+    if isinstance(xs, (str, bytes)) or not isinstance(xs, Sequence):
+        if isinstance(xs, (str, bytes)):
+            raise TypeError(
+                f"evaluate() takes a sequence of tokens, got the string {xs!r}; pass list({xs!r}) "
+                f"to use its characters as tokens"
+            )
+        try:
+            xs = list(xs)
+        except TypeError as err:
+            raise TypeError(f"evaluate() takes a sequence of tokens, got {type(xs).__name__}") from err
+    xs = list(xs)
+    values: dict[int, Any] = {}
+    result = Trace()
+    for node in topological(expr):
+        value = _evaluate_node(node, xs, values, causal)
+        values[id(node)] = value
+        result[node] = value
+    if causal and isinstance(expr, rasp.Selector):
+        result[expr] = _causal(result[expr])
+    return result
+
+
+def _causal(matrix: list[list[bool]]) -> list[list[bool]]:
+    return [[sel and k <= q for k, sel in enumerate(row)] for q, row in enumerate(matrix)]
+
+
+def _evaluate_node(node: rasp.RASPExpr, xs: list[Any], values: dict[int, Any], causal: bool) -> Any:
+    n = len(xs)
+
+    def of(child: rasp.RASPExpr) -> Any:
+        return values[id(child)]
+
+    if isinstance(node, rasp.TokensType):
+        return list(xs)
+    if isinstance(node, rasp.IndicesType):
+        return list(range(n))
+    if isinstance(node, rasp.LengthType):
+        return [n] * n
+    if isinstance(node, rasp.Map):
+        return [_apply(node, node.f, (x,), i) for i, x in enumerate(of(node.inner))]
+    if isinstance(node, rasp.SequenceMap):
+        return [_apply(node, node.f, (x, y), i) for i, (x, y) in enumerate(zip(of(node.fst), of(node.snd)))]
+    if isinstance(node, rasp.Full):
+        return [node.fill] * n
+    if isinstance(node, rasp.ConstantSOp):
+        if (node.check_length and len(node.value) != n) or len(node.value) < n:
+            raise EvaluationError(
+                node.label, f"ConstantSOp has {len(node.value)} values but the input has length {n}"
+            )
+        return list(node.value[:n])
+    if isinstance(node, rasp.Select):
+        keys, queries = of(node.keys), of(node.queries)
+        return [[_predicate(node, k, q) for k in keys] for q in queries]
+    if isinstance(node, rasp.ConstantSelector):
+        rows = node.value
+        if (node.check_length and len(rows) != n) or len(rows) < n or any(len(r) < n for r in rows[:n]):
+            raise EvaluationError(
+                node.label, f"ConstantSelector is {len(rows)}x{len(rows[0]) if rows else 0} but the input has length {n}"
+            )
+        return [list(row[:n]) for row in rows[:n]]
+    if isinstance(node, rasp.SelectorAnd):
+        return [[a and b for a, b in zip(ra, rb)] for ra, rb in zip(of(node.fst), of(node.snd))]
+    if isinstance(node, rasp.SelectorOr):
+        return [[a or b for a, b in zip(ra, rb)] for ra, rb in zip(of(node.fst), of(node.snd))]
+    if isinstance(node, rasp.SelectorNot):
+        return [[not a for a in row] for row in of(node.inner)]
+    if isinstance(node, rasp.SelectorWidth):
+        matrix = of(node.selector)
+        if causal:
+            matrix = _causal(matrix)
+        return [sum(row) for row in matrix]
+    if isinstance(node, rasp.Aggregate):
+        matrix = of(node.selector)
+        if causal:
+            matrix = _causal(matrix)
+        return [_aggregate(node, row, of(node.sop), q) for q, row in enumerate(matrix)]
+    raise TypeError(f"cannot evaluate {type(node).__name__} {node.label!r}: unknown expression type")
+
+
+def _apply(node: rasp.RASPExpr, f: Any, args: tuple, position: int) -> Any:
+    if any(a is None for a in args):
+        return None
+    try:
+        return f(*args)
+    except Exception as err:
+        shown = args[0] if len(args) == 1 else args
+        raise EvaluationError(
+            node.label,
+            f"{type(node).__name__} function raised {type(err).__name__}({err}) on {shown!r} at position {position}",
+        ) from err
+
+
+def _predicate(node: rasp.Select, key: Any, query: Any) -> bool:
+    if key is None or query is None:
+        return False
+    try:
+        result = node.predicate(key, query)
+    except Exception as err:
+        raise EvaluationError(
+            node.label, f"predicate raised {type(err).__name__}({err}) on key={key!r}, query={query!r}"
+        ) from err
+    return bool(result)
+
+
+def _aggregate(node: rasp.Aggregate, row: list[bool], sop_values: list[Any], query: int) -> Any:
+    selected = [v for v, sel in zip(sop_values, row) if sel]
+    if not selected:
+        return node.default
+    if rasp.is_numerical(node):
+        if any(v is None for v in selected):
+            return None
+        if not all(isinstance(v, numbers.Real) for v in selected):
+            raise EvaluationError(
+                node.label, f"numerical Aggregate cannot average non-numbers {selected!r} at query position {query}"
+            )
+        return float(sum(Fraction(v) for v in selected) / len(selected))
+    first = selected[0]
+    for value in selected[1:]:
+        if value is None or first is None or not (value == first):
+            positions = [k for k, sel in enumerate(row) if sel]
+            raise EvaluationError(
+                node.label,
+                f"categorical Aggregate selects different values {selected!r} (key positions "
+                f"{positions}) at query position {query}; a categorical Aggregate needs all "
+                f"selected positions to share one value",
+            )
+    return first
