@@ -2,6 +2,22 @@
 
 from rasp_lab import rasp
 from rasp_lab.evaluator import EvaluationError, evaluate, trace
+from rasp_lab.graph import LabelCollisionError, ProgramGraph, build_graph
+from rasp_lab.validation import Problem, ValidationError, validate
+from rasp_lab.value_sets import ValueSets, value_sets
 
-__all__ = ["rasp", "evaluate", "trace", "EvaluationError"]
+__all__ = [
+    "rasp",
+    "evaluate",
+    "trace",
+    "EvaluationError",
+    "build_graph",
+    "ProgramGraph",
+    "LabelCollisionError",
+    "value_sets",
+    "ValueSets",
+    "validate",
+    "Problem",
+    "ValidationError",
+]
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from fractions import Fraction
 from typing import Any
 
@@ -25,9 +25,10 @@ from rasp_lab import rasp
 class EvaluationError(ValueError):
     """An expression could not be evaluated on an input; names the expression and values."""
 
-    def __init__(self, label: str, message: str) -> None:
+    def __init__(self, label: str, message: str, kind: str = "error") -> None:
         super().__init__(f"{label}: {message}")
         self.label = label
+        self.kind = kind
 
 
 def topological(expr: rasp.RASPExpr) -> list[rasp.RASPExpr]:
@@ -76,6 +77,9 @@ def trace(expr: rasp.RASPExpr, xs: Sequence[Any], *, causal: bool = False) -> Tr
                 f"evaluate() takes a sequence of tokens, got the string {xs!r}; pass list({xs!r}) "
                 f"to use its characters as tokens"
             )
+        if isinstance(xs, (Set, Mapping)):
+            # No order to read positions from: evaluating would silently pick an arbitrary one.
+            raise TypeError(f"evaluate() takes a sequence of tokens, got the unordered {type(xs).__name__} {xs!r}")
         try:
             xs = list(xs)
         except TypeError as err:
@@ -125,10 +129,14 @@ def _evaluate_node(node: rasp.RASPExpr, xs: list[Any], values: dict[int, Any], c
         return [[_predicate(node, k, q) for k in keys] for q in queries]
     if isinstance(node, rasp.ConstantSelector):
         rows = node.value
-        if (node.check_length and len(rows) != n) or len(rows) < n or any(len(r) < n for r in rows[:n]):
-            raise EvaluationError(
-                node.label, f"ConstantSelector is {len(rows)}x{len(rows[0]) if rows else 0} but the input has length {n}"
-            )
+        widths = sorted({len(r) for r in rows})
+        if (
+            (node.check_length and (len(rows) != n or any(w != n for w in widths)))
+            or len(rows) < n
+            or any(len(r) < n for r in rows[:n])
+        ):
+            cols = "/".join(str(w) for w in widths) or "0"
+            raise EvaluationError(node.label, f"ConstantSelector is {len(rows)}x{cols} but the input has length {n}")
         return [list(row[:n]) for row in rows[:n]]
     if isinstance(node, rasp.SelectorAnd):
         return [[a and b for a, b in zip(ra, rb)] for ra, rb in zip(of(node.fst), of(node.snd))]
@@ -159,6 +167,7 @@ def _apply(node: rasp.RASPExpr, f: Any, args: tuple, position: int) -> Any:
         raise EvaluationError(
             node.label,
             f"{type(node).__name__} function raised {type(err).__name__}({err}) on {shown!r} at position {position}",
+            kind="function-raised",
         ) from err
 
 
@@ -169,7 +178,9 @@ def _predicate(node: rasp.Select, key: Any, query: Any) -> bool:
         result = node.predicate(key, query)
     except Exception as err:
         raise EvaluationError(
-            node.label, f"predicate raised {type(err).__name__}({err}) on key={key!r}, query={query!r}"
+            node.label,
+            f"predicate raised {type(err).__name__}({err}) on key={key!r}, query={query!r}",
+            kind="predicate-raised",
         ) from err
     return bool(result)
 
@@ -183,17 +194,20 @@ def _aggregate(node: rasp.Aggregate, row: list[bool], sop_values: list[Any], que
             return None
         if not all(isinstance(v, numbers.Real) for v in selected):
             raise EvaluationError(
-                node.label, f"numerical Aggregate cannot average non-numbers {selected!r} at query position {query}"
+                node.label,
+                f"numerical Aggregate cannot average non-numbers {selected!r} at query position {query}",
+                kind="not-averageable",
             )
         return float(sum(Fraction(v) for v in selected) / len(selected))
     first = selected[0]
     for value in selected[1:]:
-        if value is None or first is None or not (value == first):
+        if (value is None) != (first is None) or not (value == first):
             positions = [k for k, sel in enumerate(row) if sel]
             raise EvaluationError(
                 node.label,
                 f"categorical Aggregate selects different values {selected!r} (key positions "
                 f"{positions}) at query position {query}; a categorical Aggregate needs all "
                 f"selected positions to share one value",
+                kind="mixed-values",
             )
     return first

@@ -15,7 +15,7 @@ import re
 import types
 from typing import Any
 
-_MAX_DEPTH = 6
+_MAX_DEPTH = 16
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -31,7 +31,8 @@ def fingerprint(value: Any) -> str:
 
 def _fp(value: Any, depth: int, seen: set[int]) -> str:
     if depth > _MAX_DEPTH:
-        return f"<deep {type(value).__qualname__}>"
+        # A placeholder here would make different deep values collide; repr/identity keeps them apart.
+        return _fallback(value)
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
         return f"{type(value).__name__}:{value!r}"
     if isinstance(value, enum.Enum):
@@ -60,6 +61,12 @@ def _fp(value: Any, depth: int, seen: set[int]) -> str:
         return _function_fp(value, depth, seen)
     if isinstance(value, types.MethodType):
         return f"method({_fp(value.__func__, depth + 1, seen)};{_fp(value.__self__, depth + 1, seen)})"
+    bound_to = getattr(value, "__self__", None)
+    if isinstance(value, (types.BuiltinFunctionType, types.MethodWrapperType)) and not (
+        bound_to is None or isinstance(bound_to, types.ModuleType)
+    ):
+        # `table.get` computes something different for every `table`.
+        return f"bound:{type(bound_to).__qualname__}.{value.__name__}({_fp(bound_to, depth + 1, seen)})"
     if isinstance(value, (types.BuiltinFunctionType, types.ModuleType, type)):
         module = getattr(value, "__module__", None) or getattr(value, "__name__", "")
         return f"named:{module}.{getattr(value, '__qualname__', getattr(value, '__name__', ''))}"
@@ -68,9 +75,18 @@ def _fp(value: Any, depth: int, seen: set[int]) -> str:
     custom = getattr(value, "__rasp_fingerprint__", None)
     if callable(custom):
         return f"{type(value).__qualname__}:{custom()}"
+    if all(hasattr(value, a) for a in ("dtype", "shape", "tobytes", "tolist")):
+        # Arrays: their repr elides the middle of large arrays, so hash the contents instead.
+        if getattr(value.dtype, "hasobject", False):
+            return f"array:{value.dtype}:{tuple(value.shape)}:{_fp(value.tolist(), depth + 1, seen)}"
+        return f"array:{value.dtype}:{tuple(value.shape)}:{hashlib.sha256(value.tobytes()).hexdigest()}"
     state = getattr(value, "__dict__", None)
     if state is not None:
         return f"obj:{type(value).__module__}.{type(value).__qualname__}{_fp(dict(state), depth + 1, seen)}"
+    return _fallback(value)
+
+
+def _fallback(value: Any) -> str:
     text = repr(value)
     if _ADDRESS.search(text):
         # No stable description exists; identity keeps distinct objects distinct.
@@ -81,6 +97,15 @@ def _fp(value: Any, depth: int, seen: set[int]) -> str:
 def _code_fp(code: types.CodeType, depth: int, seen: set[int]) -> str:
     consts = ",".join(_fp(c, depth + 1, seen) for c in code.co_consts)
     return f"code({code.co_code.hex()};{consts};{','.join(code.co_names)};{code.co_argcount})"
+
+
+def _global_names(code: types.CodeType) -> list[str]:
+    """Names `code` may read as globals, including from nested lambdas and comprehensions."""
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.extend(n for n in _global_names(const) if n not in names)
+    return names
 
 
 def _function_fp(func: types.FunctionType, depth: int, seen: set[int]) -> str:
@@ -98,7 +123,7 @@ def _function_fp(func: types.FunctionType, depth: int, seen: set[int]) -> str:
                 cells.append("<empty cell>")
         parts.append("closure=" + ",".join(cells))
     referenced = []
-    for name in func.__code__.co_names:
+    for name in _global_names(func.__code__):
         if name in func.__globals__:
             referenced.append(f"{name}={_fp(func.__globals__[name], depth + 1, seen)}")
     if referenced:

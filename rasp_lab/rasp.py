@@ -15,11 +15,12 @@ A Tracr program runs after `from rasp_lab import rasp`. What differs from Tracr,
 from __future__ import annotations
 
 import enum
+import numbers
 import operator
 import re
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 from rasp_lab.fingerprint import digest, fingerprint
 
@@ -56,7 +57,19 @@ __all__ = [
     "evaluate",
     "trace",
     "EvaluationError",
+    "Value",
+    "NumericValue",
+    "SelectorValue",
+    "sop_not",
+    "selector_and",
+    "selector_or",
+    "selector_not",
 ]
+
+# Tracr's type aliases, which Tracr programs use in their signatures.
+Value = Union[None, int, float, str, bool]
+NumericValue = Union[int, float]
+SelectorValue = list[list[bool]]
 
 _NAME = "name"
 _ENCODING = "encoding"
@@ -154,6 +167,10 @@ class RASPExpr:
     def annotate(self, **kwargs: Any) -> RASPExpr:
         return annotate(self, **kwargs)
 
+    def annotated(self, **kwargs: Any) -> RASPExpr:
+        """Tracr's name for `annotate`."""
+        return annotate(self, **kwargs)
+
     def __call__(self, xs: Sequence[Any], *, causal: bool = False) -> Any:
         return evaluate(self, xs, causal=causal)
 
@@ -184,6 +201,10 @@ def _check_expr(value: Any, expected: type, what: str, owner: str) -> None:
         raise TypeError(
             f"{owner}: {what} must be a {expected.__name__}, got {type(value).__name__} {value!r}"
         )
+
+
+def _is_value_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, RASPExpr))
 
 
 def _check_callable(value: Any, what: str, owner: str) -> None:
@@ -336,7 +357,12 @@ class _Primitive(SOp):
     def _relabel(self) -> None:
         super()._relabel()
         if _NAME not in self._annotations:
-            object.__setattr__(self, "_label", self._fixed_label)
+            label = self._fixed_label
+            encoding = self._annotations[_ENCODING]
+            if encoding is not Encoding.CATEGORICAL:
+                # numerical(tokens) is another node, so it must not be labelled "tokens" too.
+                label = f"{label}_{encoding.value}"
+            object.__setattr__(self, "_label", label)
 
 
 class TokensType(_Primitive):
@@ -430,7 +456,7 @@ class LinearSequenceMap(SequenceMap):
 
     def __init__(self, fst: SOp, snd: SOp, fst_fac: float, snd_fac: float) -> None:
         for what, fac in (("fst_fac", fst_fac), ("snd_fac", snd_fac)):
-            if isinstance(fac, bool) or not isinstance(fac, (int, float)):
+            if isinstance(fac, bool) or not isinstance(fac, numbers.Real):
                 raise TypeError(f"LinearSequenceMap: {what} must be a number, got {fac!r}")
         object.__setattr__(self, "fst_fac", fst_fac)
         object.__setattr__(self, "snd_fac", snd_fac)
@@ -457,7 +483,7 @@ class ConstantSOp(SOp):
     __slots__ = ("value", "check_length")
 
     def __init__(self, value: Sequence[Any], check_length: bool = True) -> None:
-        if isinstance(value, (str, bytes, RASPExpr)) or not isinstance(value, Sequence):
+        if not _is_value_sequence(value):
             raise TypeError(f"ConstantSOp: value must be a sequence of values, got {value!r}")
         self._init(value=tuple(value), check_length=bool(check_length))
 
@@ -580,11 +606,12 @@ class ConstantSelector(Selector):
     __slots__ = ("value", "check_length")
 
     def __init__(self, value: Sequence[Sequence[bool]], check_length: bool = True) -> None:
-        try:
-            rows = tuple(tuple(bool(v) for v in row) for row in value)
-        except TypeError as err:
-            raise TypeError(f"ConstantSelector: value must be a matrix of bools, got {value!r}") from err
-        self._init(value=rows, check_length=bool(check_length))
+        rows = value if _is_value_sequence(value) else None
+        if rows is None or not all(_is_value_sequence(row) for row in rows) or not all(
+            isinstance(v, bool) or v in (0, 1) for row in rows for v in row
+        ):
+            raise TypeError(f"ConstantSelector: value must be a matrix of bools, got {value!r}")
+        self._init(value=tuple(tuple(bool(v) for v in row) for row in rows), check_length=bool(check_length))
 
     def _params(self) -> tuple:
         return (self.value, self.check_length)
@@ -630,6 +657,26 @@ class SelectorNot(Selector):
         return (self.inner,)
 
 
+# Tracr's functional forms. `simplify` is accepted for Tracr's signatures but the composite
+# is kept: merging two Selects into one predicate would change what None keys select.
+
+
+def sop_not(sop: SOp) -> SOp:
+    return Map(operator.not_, sop)
+
+
+def selector_not(inner: Selector, simplify: bool = True) -> Selector:
+    return SelectorNot(inner)
+
+
+def selector_and(fst: Selector, snd: Selector, simplify: bool = True) -> Selector:
+    return SelectorAnd(fst, snd)
+
+
+def selector_or(fst: Selector, snd: Selector, simplify: bool = True) -> Selector:
+    return SelectorOr(fst, snd)
+
+
 # ------------------------------------------------------------------------- Annotations
 
 
@@ -645,6 +692,12 @@ def annotate(expr: RASPExpr, **kwargs: Any) -> RASPExpr:
             raise TypeError(f"only SOps have an encoding; {expr.label!r} is a {type(expr).__name__}")
         if not isinstance(kwargs[_ENCODING], Encoding):
             raise TypeError(f"encoding must be an Encoding, got {kwargs[_ENCODING]!r}")
+        if _NAME not in kwargs:
+            # Tracr spells numerical(x) as annotate(x, encoding=...): same node, same label rule.
+            expr = _with_encoding(expr, kwargs[_ENCODING], "annotate")
+            kwargs = {k: v for k, v in kwargs.items() if k != _ENCODING}
+            if not kwargs:
+                return expr
     merged = dict(expr._annotations)
     merged.update(kwargs)
     return expr._with_annotations(merged)
@@ -664,6 +717,7 @@ def _with_encoding(sop: SOp, encoding: Encoding, caller: str) -> SOp:
         annotations[_NAME] = f"{annotations[_NAME]}_{encoding.value}"
     recoded = sop._with_annotations(annotations)
     sop._recoded[encoding] = recoded  # one copy per source node, so one node per label
+    recoded._recoded[get_encoding(sop)] = sop  # and converting back gives the source again
     return recoded  # type: ignore[return-value]
 
 

@@ -1,0 +1,299 @@
+"""The set of values every SOp of a program can take, for a vocabulary and a maximum length.
+
+An SOp that depends only on the token, index and length at its own position is enumerated
+over the joint (token, index, length) space, so its set is exact (a SequenceMap of two
+such SOps is not the Cartesian product of their sets). Aggregates and SelectorWidths are
+new "sources" whose sets are over-approximated (every mean of a multiset of input values,
+every count 0..N); SOps downstream of them are enumerated jointly over their sources,
+treating different sources as independent, which is sound but may be loose.
+
+The compiler uses the sets to size one-hot blocks and discretising MLPs, the selector
+analysis to build predicate tables, and `validate` to find bad values before compiling.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from rasp_lab import rasp
+from rasp_lab.graph import ProgramGraph, build_graph
+
+MAX_VALUES = 20_000
+"""Largest value set enumerated; a larger one is reported as not enumerable."""
+
+MAX_ASSIGNMENTS = 400_000
+"""Largest joint space enumerated for one SOp before falling back to its children's product."""
+
+LOCAL = "<local>"
+"""The source name of the (token, index, length) state at a position."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A function (Map, SequenceMap or predicate) that raised on values it can be given."""
+
+    label: str
+    args: tuple
+    error: str
+    exact: bool
+    """True when the arguments certainly occur on some input; False if only possibly."""
+
+
+@dataclass(frozen=True)
+class ValueSets(Mapping):
+    """label -> frozenset of the values that SOp can take (None included where it can have
+    no value); `None` in place of a set means too many values to enumerate."""
+
+    vocab: frozenset
+    max_seq_len: int
+    sets: Mapping[str, frozenset | None]
+    exact: frozenset
+    """Labels whose set is exact (every value occurs on some input)."""
+    failures: tuple[Failure, ...] = field(default=())
+    graph: ProgramGraph | None = field(default=None, compare=False, repr=False)
+
+    def __getitem__(self, key: str | rasp.RASPExpr) -> frozenset | None:
+        label = key.label if isinstance(key, rasp.RASPExpr) else key
+        return self.sets[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.sets)
+
+    def __len__(self) -> int:
+        return len(self.sets)
+
+    def is_exact(self, key: str | rasp.RASPExpr) -> bool:
+        label = key.label if isinstance(key, rasp.RASPExpr) else key
+        return label in self.exact
+
+
+def check_vocab(vocab: Iterable[Any], max_seq_len: int) -> frozenset:
+    """The vocabulary as a frozenset; TypeError/ValueError for arguments that can't work."""
+    if isinstance(vocab, (str, bytes)) or not isinstance(vocab, Iterable):
+        raise TypeError(f"vocab must be a collection of tokens (e.g. a set), got {vocab!r}")
+    items = list(vocab)
+    bad = [t for t in items if not isinstance(t, Hashable)]
+    if bad:
+        raise TypeError(f"vocab tokens must be hashable, got {bad!r}")
+    if not items:
+        raise ValueError("vocab is empty: a program needs at least one token")
+    if any(t is None for t in items):
+        raise ValueError("vocab contains None, which RASP reserves for 'no value'")
+    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int):
+        raise TypeError(f"max_seq_len must be an int, got {max_seq_len!r}")
+    if max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be at least 1, got {max_seq_len}")
+    return frozenset(items)
+
+
+def value_sets(program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int) -> ValueSets:
+    """The values every SOp of `program` can take on inputs over `vocab` of length 1..max_seq_len."""
+    vocab_set = check_vocab(vocab, max_seq_len)
+    graph = build_graph(program)
+    return _Inference(graph, vocab_set, max_seq_len).run()
+
+
+def _sort_key(value: Any) -> tuple:
+    return (value is None, type(value).__name__, repr(value))
+
+
+class _Inference:
+    def __init__(self, graph: ProgramGraph, vocab: frozenset, max_seq_len: int) -> None:
+        self.graph = graph
+        self.vocab = vocab
+        self.n = max_seq_len
+        self.sets: dict[str, frozenset | None] = {}
+        self.exact: set[str] = set()
+        self.sources: dict[str, frozenset[str]] = {}
+        self.failures: dict[tuple, Failure] = {}
+        self.states = [
+            (token, index, length)
+            for length in range(1, max_seq_len + 1)
+            for index in range(length)
+            for token in sorted(vocab, key=_sort_key)
+        ]
+
+    def run(self) -> ValueSets:
+        for label in self.graph.order:
+            expr = self.graph.nodes[label]
+            if isinstance(expr, rasp.SOp):
+                self.sets[label] = self._infer(label, expr)
+            elif isinstance(expr, rasp.Select):
+                self._check_predicate(expr)
+        return ValueSets(
+            vocab=self.vocab,
+            max_seq_len=self.n,
+            sets={label: self.sets[label] for label in self.graph.sops()},
+            exact=frozenset(self.exact),
+            failures=tuple(self.failures.values()),
+            graph=self.graph,
+        )
+
+    # -- sources: which independent quantities an SOp is a function of at its position
+
+    def _infer(self, label: str, expr: rasp.SOp) -> frozenset | None:
+        if isinstance(expr, rasp.SelectorWidth):
+            self.sources[label] = frozenset([label])
+            return frozenset(range(0, self.n + 1))
+        if isinstance(expr, rasp.Aggregate):
+            self.sources[label] = frozenset([label])
+            return self._aggregate(expr)
+        if isinstance(expr, (rasp.Map, rasp.SequenceMap)):
+            self.sources[label] = frozenset().union(*(self.sources[c.label] for c in expr.children))
+        else:
+            self.sources[label] = frozenset([LOCAL])
+        return self._enumerate(label, expr)
+
+    def _domain(self, source: str) -> list | None:
+        if source == LOCAL:
+            return self.states
+        values = self.sets[source]
+        return None if values is None else sorted(values, key=_sort_key)
+
+    def _enumerate(self, label: str, expr: rasp.SOp) -> frozenset | None:
+        sources = sorted(self.sources[label])
+        domains = [self._domain(s) for s in sources]
+        if any(d is None for d in domains):
+            return None
+        size = math.prod(len(d) for d in domains)
+        joint = size <= MAX_ASSIGNMENTS
+        if joint:
+            exact = sources == [LOCAL]
+            results: set = set()
+            for assignment in itertools.product(*domains):
+                env = dict(zip(sources, assignment))
+                ok, value = self._pointwise(expr, env, {}, exact)
+                if ok:
+                    results.add(value)
+        else:
+            exact = False
+            results = self._children_product(expr)
+            if results is None:
+                return None
+        if exact:
+            self.exact.add(label)
+        return self._bounded(results)
+
+    def _children_product(self, expr: rasp.SOp) -> set | None:
+        """Fallback when the joint space is too large: f over the product of child sets."""
+        child_sets = [self.sets[c.label] for c in expr.children]
+        if any(s is None for s in child_sets) or math.prod(len(s) for s in child_sets) > MAX_ASSIGNMENTS:
+            return None
+        results: set = set()
+        for args in itertools.product(*[sorted(s, key=_sort_key) for s in child_sets]):
+            ok, value = self._call(expr, args, exact=False)
+            if ok:
+                results.add(value)
+        return results
+
+    def _bounded(self, results: set) -> frozenset | None:
+        return frozenset(results) if len(results) <= MAX_VALUES else None
+
+    # -- pointwise evaluation of an SOp from its sources' values
+
+    def _pointwise(self, expr: rasp.SOp, env: dict, memo: dict, exact: bool) -> tuple[bool, Any]:
+        label = expr.label
+        if label in memo:
+            return memo[label]
+        if label in env:
+            result = (True, env[label])
+        elif isinstance(expr, (rasp.Map, rasp.SequenceMap)):
+            args = []
+            result = None
+            for child in expr.children:
+                ok, value = self._pointwise(child, env, memo, exact)
+                if not ok:
+                    result = (False, None)
+                    break
+                args.append(value)
+            if result is None:
+                result = self._call(expr, tuple(args), exact)
+        else:
+            token, index, length = env[LOCAL]
+            if isinstance(expr, rasp.TokensType):
+                result = (True, token)
+            elif isinstance(expr, rasp.IndicesType):
+                result = (True, index)
+            elif isinstance(expr, rasp.LengthType):
+                result = (True, length)
+            elif isinstance(expr, rasp.Full):
+                result = (True, expr.fill)
+            elif isinstance(expr, rasp.ConstantSOp):
+                result = (index < len(expr.value), expr.value[index] if index < len(expr.value) else None)
+            else:
+                raise TypeError(f"no value-set rule for {type(expr).__name__} {label!r}")
+        memo[label] = result
+        return result
+
+    def _call(self, expr: rasp.SOp, args: tuple, exact: bool) -> tuple[bool, Any]:
+        if any(a is None for a in args):
+            return True, None
+        try:
+            value = expr.f(*args)
+            hash(value)
+        except Exception as err:
+            self._fail(expr.label, args, err, exact)
+            return False, None
+        return True, value
+
+    def _fail(self, label: str, args: tuple, err: Exception, exact: bool) -> None:
+        key = (label, repr(args))
+        known = self.failures.get(key)
+        if known is None or (exact and not known.exact):
+            self.failures[key] = Failure(label, args, f"{type(err).__name__}({err})", exact)
+
+    # -- sources
+
+    def _aggregate(self, expr: rasp.Aggregate) -> frozenset | None:
+        inner = self.sets[expr.sop.label]
+        if inner is None:
+            return None
+        out: set = {expr.default}
+        values = [v for v in inner if v is not None]
+        if None in inner:
+            out.add(None)
+        if rasp.is_categorical(expr):
+            return self._bounded(out | set(values))
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, complex) for v in values):
+            # Not averageable; `validate` reports it. Keep the raw values so it can name them.
+            return self._bounded(out | set(values))
+        means = mean_values(values, self.n)
+        return None if means is None else self._bounded(out | means)
+
+    def _check_predicate(self, select: rasp.Select) -> None:
+        keys, queries = self.sets.get(select.keys.label), self.sets.get(select.queries.label)
+        if keys is None or queries is None:
+            return
+        exact = select.keys.label in self.exact and select.queries.label in self.exact
+        for key in sorted(keys, key=_sort_key):
+            for query in sorted(queries, key=_sort_key):
+                if key is None or query is None:
+                    continue
+                try:
+                    select.predicate(key, query)
+                except Exception as err:
+                    self._fail(select.label, (key, query), err, exact)
+
+
+def mean_values(values: Iterable[Any], max_count: int) -> set | None:
+    """Every float `mean` of a multiset of 1..max_count of `values`, computed as the
+    evaluator does (exact rational mean, then rounded once); None past MAX_VALUES sums."""
+    base = sorted({Fraction(v) for v in values})
+    if not base:
+        return set()
+    means: set = set()
+    sums = {Fraction(0)}
+    for count in range(1, max_count + 1):
+        sums = {s + v for s in sums for v in base}
+        if len(sums) > MAX_VALUES:
+            return None
+        means.update(float(s / count) for s in sums)
+        if len(means) > MAX_VALUES:
+            return None
+    return means

@@ -1,0 +1,151 @@
+import itertools
+from fractions import Fraction
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from random_programs import VOCAB, inputs, programs
+
+import rasp_lab
+from rasp_lab import rasp
+from rasp_lab.evaluator import EvaluationError
+from rasp_lab.value_sets import mean_values, value_sets
+
+
+def all_inputs(vocab, max_len):
+    for n in range(1, max_len + 1):
+        yield from (list(xs) for xs in itertools.product(sorted(vocab), repeat=n))
+
+
+def observed(program, vocab, max_len):
+    """label -> set of values seen over every input (skipping inputs that raise)."""
+    seen = {}
+    for xs in all_inputs(vocab, max_len):
+        try:
+            values = rasp.trace(program, xs)
+        except EvaluationError:
+            continue
+        for node, out in values.items():
+            if isinstance(node, rasp.SOp):
+                seen.setdefault(node.label, set()).update(out)
+    return seen
+
+
+def test_primitives():
+    sets = value_sets(rasp.SequenceMap(lambda a, b: (a, b), rasp.tokens, rasp.length), {"a", "b"}, 3)
+    assert sets[rasp.tokens] == {"a", "b"}
+    assert sets["length"] == {1, 2, 3}
+    assert sets.is_exact("tokens")
+
+
+def test_indices_and_length_are_joint_not_product():
+    # index < length always, so the pair (index, length) never has index >= length.
+    diff = rasp.SequenceMap(lambda i, n: n - i, rasp.indices, rasp.length)
+    sets = value_sets(diff, {0}, 4)
+    assert sets[diff] == {1, 2, 3, 4}
+    assert sets.is_exact(diff)
+
+
+def test_sequence_map_of_same_local_sop_is_exact():
+    # Product of independent sets would give {0..6}; jointly tokens - tokens is always 0.
+    prog = rasp.SequenceMap(lambda a, b: a - b, rasp.tokens, rasp.Map(lambda t: t, rasp.tokens, simplify=False))
+    sets = value_sets(prog, {0, 3, 6}, 3)
+    assert sets[prog] == {0}
+
+
+def test_selector_width_and_aggregate_sets():
+    sel = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    width = rasp.SelectorWidth(sel)
+    agg = rasp.Aggregate(sel, rasp.tokens)
+    sets = value_sets(rasp.SequenceMap(lambda a, b: (a, b), width, agg), {"x", "y"}, 4)
+    assert sets[width] == {0, 1, 2, 3, 4}
+    assert sets[agg] == {"x", "y", None}
+    assert not sets.is_exact(width)
+
+
+def test_numerical_mean_set_matches_evaluator_floats():
+    flag = rasp.numerical(rasp.Map(lambda t: 1 if t == "x" else 0, rasp.tokens))
+    frac = rasp.numerical(rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), flag, default=0))
+    sets = value_sets(frac, {"x", "y"}, 5)
+    expected = {0} | {k / n for n in range(1, 6) for k in range(n + 1)}
+    assert sets[frac] == expected
+    seen = observed(frac, {"x", "y"}, 5)
+    assert seen[frac.label] <= sets[frac]
+
+
+def test_mean_values_exact_rationals():
+    assert mean_values([0, 1], 3) == {0.0, 1.0, 0.5, 1 / 3, 2 / 3}
+    assert mean_values([], 3) == set()
+    assert mean_values([0.1, 0.2], 2) == {0.1, 0.2, float((Fraction(0.1) + Fraction(0.2)) / 2)}
+
+
+def test_map_none_is_in_the_set():
+    m = rasp.Map(lambda t: None if t == 0 else t, rasp.tokens)
+    after = rasp.Map(lambda v: v * 2, m, simplify=False)
+    sets = value_sets(after, {0, 1}, 2)
+    assert sets[m] == {None, 1}
+    assert sets[after] == {None, 2}
+
+
+def test_failures_recorded_exact_and_possible():
+    exact = rasp.Map(lambda t: 1 // t, rasp.tokens)
+    sets = value_sets(exact, {0, 1}, 2)
+    assert [(f.label, f.args, f.exact) for f in sets.failures] == [(exact.label, (0,), True)]
+    width = rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ))
+    maybe = rasp.Map(lambda w: 1 // w, width)
+    sets = value_sets(maybe, {0, 1}, 2)
+    assert [(f.label, f.args, f.exact) for f in sets.failures] == [(maybe.label, (0,), False)]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="empty"):
+        value_sets(rasp.tokens, set(), 3)
+    with pytest.raises(ValueError, match="None"):
+        value_sets(rasp.tokens, {None, 1}, 3)
+    with pytest.raises(TypeError, match="collection"):
+        value_sets(rasp.tokens, "abc", 3)
+    with pytest.raises(TypeError, match="hashable"):
+        value_sets(rasp.tokens, [[1]], 3)
+    with pytest.raises(ValueError, match="at least 1"):
+        value_sets(rasp.tokens, {1}, 0)
+    with pytest.raises(TypeError, match="max_seq_len must be an int"):
+        value_sets(rasp.tokens, {1}, 2.5)
+    with pytest.raises(TypeError, match="RASP expression"):
+        value_sets("tokens", {1}, 3)
+
+
+def test_label_collision_is_an_error():
+    a = rasp.Map(lambda t: t + 1, rasp.tokens).named("x")
+    b = rasp.Map(lambda t: t + 2, rasp.tokens).named("x")
+    with pytest.raises(rasp_lab.LabelCollisionError, match="'x'"):
+        value_sets(rasp.SequenceMap(lambda p, q: p + q, a, b), {1}, 2)
+
+
+def test_equal_structures_merge():
+    a = rasp.Map(lambda t: t + 1, rasp.tokens)
+    b = rasp.Map(lambda t: t + 1, rasp.tokens)
+    assert a is not b and a.label == b.label
+    graph = rasp_lab.build_graph(rasp.SequenceMap(lambda p, q: p + q, a, b))
+    assert len([label for label in graph.order if label == a.label]) == 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), inputs)
+def test_value_sets_are_sound(program, xs):
+    sets = value_sets(program, VOCAB, 6)
+    try:
+        values = rasp.trace(program, xs)
+    except EvaluationError:
+        return
+    for node, out in values.items():
+        if isinstance(node, rasp.SOp) and sets[node] is not None:
+            assert set(out) <= sets[node], node.label
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(numerical_ops=False))
+def test_exact_sets_are_attained(program):
+    vocab, max_len = {0, 1, 2}, 3
+    sets = value_sets(program, vocab, max_len)
+    seen = observed(program, vocab, max_len)
+    for label in sets.exact:
+        assert seen.get(label, set()) == sets[label], label
