@@ -49,7 +49,8 @@ def make_paper_length() -> rasp.SOp:
     select_all = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.TRUE).named("select_all")
     inverse_length = rasp.numerical(rasp.Aggregate(select_all, _first_position_indicator(), default=0))
     inverse_length = inverse_length.named("inverse_length")
-    return rasp.Map(lambda x: round(1 / x), inverse_length).named("paper_length")
+    # The guard only matters for the value-set analysis: an all-true selector never averages to 0.
+    return rasp.Map(lambda x: round(1 / x) if x > 0 else 0, inverse_length).named("paper_length")
 
 
 def make_paper_reverse(sop: rasp.SOp = rasp.tokens) -> rasp.SOp:
@@ -112,11 +113,10 @@ def make_histogram_nobos() -> rasp.SOp:
     with_anchor = (same_token | key_is_first).named("same_token_or_first")
     inverse = rasp.numerical(rasp.Aggregate(with_anchor, _first_position_indicator(), default=0))
     inverse = inverse.named("inverse_width")
+    width = rasp.Map(lambda inv: round(1 / inv) if inv > 0 else 0, inverse).named("width_with_first")
     first_token = rasp.Aggregate(key_is_first, rasp.tokens).named("first_token")
     shares_first = rasp.SequenceMap(lambda t, f: t == f, rasp.tokens, first_token).named("shares_first")
-    return rasp.SequenceMap(
-        lambda inv, same: round(1 / inv) - (0 if same else 1), inverse, shares_first
-    ).named("histogram_nobos")
+    return rasp.SequenceMap(lambda w, same: w if same else w - 1, width, shares_first).named("histogram_nobos")
 
 
 def make_double_histogram() -> rasp.SOp:
@@ -205,9 +205,8 @@ def make_dyck1() -> rasp.SOp:
     frac_negative = rasp.numerical(rasp.Aggregate(select_all, negative, default=0)).named("frac_negative")
     select_last = rasp.Select(rasp.indices, rasp.length - 1, rasp.Comparison.EQ).named("select_last")
     end_balance = rasp.Aggregate(select_last, rasp.Map(lambda b: b == 0, balance)).named("ends_at_zero")
-    return rasp.SequenceMap(
-        lambda neg, end: int(neg == 0 and end), frac_negative, end_balance
-    ).named("dyck1")
+    has_negative = rasp.Map(lambda f: f > 0, frac_negative).named("has_negative")
+    return rasp.SequenceMap(lambda neg, end: int(end and not neg), has_negative, end_balance).named("dyck1")
 
 
 def make_dyck(pairs: Sequence[str]) -> rasp.SOp:
@@ -242,7 +241,9 @@ def make_dyck(pairs: Sequence[str]) -> rasp.SOp:
     delta = rasp.Map(lambda t: 1 if t in openers else (-1 if t in opener_of else 0), rasp.tokens).named("delta")
     prevs = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("prevs")
     mean_delta = rasp.numerical(rasp.Aggregate(prevs, rasp.numerical(delta), default=0)).named("mean_delta")
-    depth = rasp.SequenceMap(lambda m, i: round(m * (i + 1)), mean_delta, rasp.indices).named("depth")
+    # A SequenceMap reads categorical inputs: read the mean back into a one-hot first.
+    mean_delta_cat = rasp.categorical(rasp.Map(lambda m: m, mean_delta)).named("mean_delta_categorical")
+    depth = rasp.SequenceMap(lambda m, i: round(m * (i + 1)), mean_delta_cat, rasp.indices).named("depth")
     depth_before = rasp.SequenceMap(lambda d, s: d - s, depth, delta).named("depth_before")
 
     earlier = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT).named("earlier")

@@ -134,8 +134,8 @@ def make_sort_freq(max_seq_len: int) -> rasp.SOp:
     >>> make_sort_freq(max_seq_len=5)(list("a"))
     ['a']
     """
-    hist = (-1 * make_hist()).named("hist")
-    return make_sort(rasp.tokens, hist, max_seq_len=max_seq_len, min_key=1).named("sort_freq")
+    neg_hist = (-1 * make_hist()).named("neg_hist")
+    return make_sort(rasp.tokens, neg_hist, max_seq_len=max_seq_len, min_key=1).named("sort_freq")
 
 
 def make_frac_prevs(bools: rasp.SOp) -> rasp.SOp:
@@ -167,10 +167,13 @@ def make_pair_balance(sop: rasp.SOp, open_token: Any, close_token: Any) -> rasp.
     >>> make_pair_balance(rasp.tokens, "(", ")")(list(")"))
     [-1.0]
     """
-    bools_open = rasp.numerical(sop == open_token).named("bools_open")
-    opens = rasp.numerical(make_frac_prevs(bools_open)).named("opens")
-    bools_close = rasp.numerical(sop == close_token).named("bools_close")
-    closes = rasp.numerical(make_frac_prevs(bools_close)).named("closes")
+    # The pair is part of every intermediate name, so that several balances can live in
+    # one program (make_shuffle_dyck) without two different nodes sharing a label.
+    pair = f"{open_token}{close_token}"
+    bools_open = rasp.numerical(sop == open_token).named(f"bools_open_{pair}")
+    opens = rasp.numerical(make_frac_prevs(bools_open)).named(f"opens_{pair}")
+    bools_close = rasp.numerical(sop == close_token).named(f"bools_close_{pair}")
+    closes = rasp.numerical(make_frac_prevs(bools_close)).named(f"closes_{pair}")
     pair_balance = rasp.numerical(rasp.LinearSequenceMap(opens, closes, 1, -1))
     return pair_balance.named("pair_balance")
 

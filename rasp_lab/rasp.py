@@ -20,7 +20,7 @@ import operator
 import re
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 from rasp_lab.fingerprint import digest, fingerprint
 
@@ -67,8 +67,8 @@ __all__ = [
 ]
 
 # Tracr's type aliases, which Tracr programs use in their signatures.
-Value = Union[None, int, float, str, bool]
-NumericValue = Union[int, float]
+Value = None | int | float | str | bool
+NumericValue = int | float
 SelectorValue = list[list[bool]]
 
 _NAME = "name"

@@ -49,8 +49,9 @@ class ValidationError(ValueError):
         super().__init__(f"the program can't be compiled exactly ({len(self.problems)} problems):\n{lines}")
 
 
-def validate(program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int) -> list[Problem]:
-    """Every problem of `program` on inputs over `vocab` up to `max_seq_len`, errors first."""
+def validate(program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int, *, causal: bool = False) -> list[Problem]:
+    """Every problem of `program` on inputs over `vocab` up to `max_seq_len`, errors first
+    (`causal` evaluates the dynamic check causally, as a causal model would run)."""
     if not isinstance(program, rasp.RASPExpr):
         raise TypeError(f"validate() takes a RASP expression, got {type(program).__name__} {program!r}")
     vocab_set = check_vocab(vocab, max_seq_len)
@@ -60,7 +61,7 @@ def validate(program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int) -> 
         return [Problem(err.label, "label-collision", str(err))]
     checker = _Checker(sets, sets.graph)
     checker.static()
-    checker.dynamic(program, sorted(vocab_set, key=repr), max_seq_len)
+    checker.dynamic(program, sorted(vocab_set, key=repr), max_seq_len, causal)
     return sorted(checker.problems.values(), key=lambda p: (p.severity != "error", checker.rank(p.label)))
 
 
@@ -277,10 +278,10 @@ class _Checker:
 
     # ----------------------------------------------------------------- dynamic checks
 
-    def dynamic(self, program: rasp.RASPExpr, vocab: list, max_seq_len: int) -> None:
+    def dynamic(self, program: rasp.RASPExpr, vocab: list, max_seq_len: int, causal: bool) -> None:
         for xs in _search_inputs(vocab, max_seq_len, SEARCH_BUDGET):
             try:
-                evaluate(program, xs)
+                evaluate(program, xs, causal=causal)
             except EvaluationError as err:
                 kind = "mixed-values" if err.kind == "mixed-values" else err.kind
                 message = f"on input {xs!r}: {str(err).split(': ', 1)[-1]}"

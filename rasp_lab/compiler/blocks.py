@@ -1,0 +1,490 @@
+"""Pass: every SOp of the program -> the block that computes it, in named directions.
+
+- categorical Map / SequenceMap -> lookup MLP (one hidden unit per input value or pair);
+- numerical Map -> discretising MLP with per-threshold sharpness from the value set;
+- numerical LinearSequenceMap -> exact linear MLP (ReLU(x) - ReLU(-x));
+- Aggregate -> Boolean head: selected keys share the top logit, BOS half a unit below;
+- SelectorWidth and `length` -> head that always attends BOS too, then a decoding MLP.
+
+Conventions every block keeps: at the BOS position every SOp direction is 0 (hidden units
+are silenced there and the BOS query attends only to BOS), so BOS is a neutral default:
+a head that selects nothing reads 0 (numerical) or the empty one-hot, i.e. None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rasp_lab import rasp
+from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
+from rasp_lab.compiler.selector_tables import CompileError, selector_tables
+from rasp_lab.graph import ProgramGraph
+from rasp_lab.value_sets import ValueSets
+
+BOS_DIRECTION_NAME = "tokens"
+
+
+@dataclass(frozen=True)
+class MLPBlock:
+    """hidden = ReLU(x[inputs] @ w_in); x[outputs] += hidden @ w_out."""
+
+    label: str
+    kind: str
+    inputs: tuple[Direction, ...]
+    outputs: tuple[Direction, ...]
+    w_in: np.ndarray  # [len(inputs), hidden]
+    w_out: np.ndarray  # [hidden, len(outputs)]
+    tolerance: float
+    """Largest error on the numerical input for which the output is still exact."""
+
+    @property
+    def hidden(self) -> int:
+        return self.w_in.shape[1]
+
+
+@dataclass(frozen=True)
+class HeadBlock:
+    """A Boolean attention head, in table units (the logit of a selected key is `top`)."""
+
+    label: str
+    selector: str
+    query: tuple[Direction, ...]
+    key: tuple[Direction, ...]
+    w_qk: np.ndarray  # [len(query), len(key)], before coldness
+    value: tuple[Direction, ...]
+    output: tuple[Direction, ...]
+    w_ov: np.ndarray  # [len(value), len(output)]
+    margin: float
+    """Logit gap (table units) between the attended set and every other key."""
+    coldness: float
+    """Softmax inverse temperature multiplying w_qk."""
+    leak_bound: float
+    """Upper bound on the attention weight outside the attended set: n * exp(-coldness * margin)."""
+
+    @property
+    def key_size(self) -> int:
+        return min(len(self.query), len(self.key))
+
+    @property
+    def value_size(self) -> int:
+        return min(len(self.value), len(self.output))
+
+
+@dataclass(frozen=True)
+class NodeBlock:
+    """How one SOp is computed: from the embedding, by a head, an MLP, or a head then an MLP."""
+
+    label: str
+    encoding: rasp.Encoding
+    directions: tuple[Direction, ...]
+    head: HeadBlock | None
+    mlp: MLPBlock | None
+    reads: tuple[str, ...]
+    """Labels of the SOps whose directions the blocks read."""
+    error: float
+    """Bound on how far any of `directions` is from its exact value (0 for exact)."""
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """What each token and each position writes into the residual stream."""
+
+    tokens: tuple[Any, ...]
+    """Token ids in order: vocab (sorted), then BOS, then PAD."""
+    bos: Any
+    pad: Any
+    token_rows: tuple[dict[Direction, float], ...]
+    position_rows: tuple[dict[Direction, float], ...]
+    """Position 0 is BOS; position p >= 1 holds input index p - 1."""
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """The output of the blocks pass."""
+
+    nodes: Mapping[str, NodeBlock]
+    embedding: Embedding
+    output: str
+    bos_direction: Direction
+    scratch: tuple[Direction, ...] = field(default=())
+    """Directions that hold no SOp (SelectorWidth's attention output)."""
+
+
+class NeedsPrecision(Exception):
+    """A block's tolerance is below its input's error bound: compile with a smaller leak."""
+
+    def __init__(self, label: str, error: float, tolerance: float) -> None:
+        super().__init__(f"{label}: input error {error:.3g} exceeds tolerance {tolerance:.3g}")
+        self.label, self.error, self.tolerance = label, error, tolerance
+
+
+def build_blocks(
+    graph: ProgramGraph,
+    sets: ValueSets,
+    *,
+    bos: Any,
+    pad: Any,
+    leak: float,
+) -> BlockPlan:
+    """Blocks for every SOp of `graph`; `leak` bounds each head's misplaced attention."""
+    return _Builder(graph, sets, bos=bos, pad=pad, leak=leak).run()
+
+
+def _silence_at_bos(w_in: np.ndarray, inputs: tuple[Direction, ...], bos_dir: Direction, bos_bounds: Mapping[Direction, float]) -> None:
+    """Give every hidden unit a BOS weight that keeps it at 0 on the BOS position.
+
+    At BOS, ONE and the BOS direction are 1 and other directions are 0, except those in
+    `bos_bounds`, which are at most that value in absolute terms.
+    """
+    index = {d: i for i, d in enumerate(inputs)}
+    worst = w_in[index[ONE]].copy()  # [hidden]
+    for direction, bound in bos_bounds.items():
+        worst += np.abs(w_in[index[direction]]) * bound
+    w_in[index[bos_dir]] -= np.maximum(worst, 0.0) + 1.0
+
+
+class _Builder:
+    def __init__(self, graph: ProgramGraph, sets: ValueSets, *, bos: Any, pad: Any, leak: float) -> None:
+        self.graph, self.sets = graph, sets
+        self.n = sets.max_seq_len
+        self.n_pos = sets.max_seq_len + 1
+        self.leak = leak
+        self.bos, self.pad = bos, pad
+        self.bos_dir = Direction(BOS_DIRECTION_NAME, bos)
+        self.nodes: dict[str, NodeBlock] = {}
+        self.scratch: list[Direction] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def values(self, label: str) -> list[Any]:
+        values = self.sets[label]
+        if values is None:
+            raise CompileError(label, "takes too many values to compile")
+        return sort_values(v for v in values if v is not None)
+
+    def directions(self, label: str, encoding: rasp.Encoding) -> tuple[Direction, ...]:
+        if encoding is rasp.Encoding.NUMERICAL:
+            return (Direction(label),)
+        return categorical_directions(label, self.values(label))
+
+    def node(self, label: str) -> NodeBlock:
+        return self.nodes[label]
+
+    def coldness(self, margin: float, leak: float) -> tuple[float, float]:
+        """Coldness so that n_pos * exp(-coldness * margin) <= leak; returns it and the bound."""
+        coldness = math.log(self.n_pos / leak) / margin
+        return coldness, self.n_pos * math.exp(-coldness * margin)
+
+    # ------------------------------------------------------------------ the pass
+
+    def run(self) -> BlockPlan:
+        self._embedding_nodes()
+        for label in self.graph.order:
+            expr = self.graph.nodes[label]
+            if isinstance(expr, rasp.SOp) and label not in self.nodes:
+                self.nodes[label] = self._build(label, expr)
+        return BlockPlan(
+            nodes=self.nodes,
+            embedding=self._embedding(),
+            output=self.graph.output.label,
+            bos_direction=self.bos_dir,
+            scratch=tuple(self.scratch),
+        )
+
+    def _embedding_nodes(self) -> None:
+        vocab = self.sets.vocab
+        if self.bos in vocab or self.pad in vocab or self.bos == self.pad:
+            raise CompileError(
+                "tokens", f"BOS {self.bos!r} and PAD {self.pad!r} must be distinct and not in the vocab {sort_values(vocab)}"
+            )
+        self.nodes["tokens"] = NodeBlock(
+            "tokens", rasp.Encoding.CATEGORICAL, categorical_directions("tokens", vocab), None, None, (), 0.0
+        )
+        self.nodes["indices"] = NodeBlock(
+            "indices", rasp.Encoding.CATEGORICAL, categorical_directions("indices", range(self.n)), None, None, (), 0.0
+        )
+
+    def _embedding(self) -> Embedding:
+        vocab = sort_values(self.sets.vocab)
+        fulls = [self.graph.nodes[lbl] for lbl in self.graph.order if isinstance(self.graph.nodes[lbl], rasp.Full)]
+        consts = [self.graph.nodes[lbl] for lbl in self.graph.order if isinstance(self.graph.nodes[lbl], rasp.ConstantSOp)]
+        token_rows: list[dict[Direction, float]] = []
+        for token in vocab:
+            row = {ONE: 1.0, Direction("tokens", token): 1.0}
+            for full in fulls:
+                row.update(self._constant_entry(full, full.fill))
+            token_rows.append(row)
+        token_rows.append({ONE: 1.0, self.bos_dir: 1.0})
+        token_rows.append({})  # PAD writes nothing; heads mask it as a key
+        position_rows: list[dict[Direction, float]] = [{}]
+        for index in range(self.n):
+            row = {Direction("indices", index): 1.0}
+            for const in consts:
+                if index < len(const.value):
+                    row.update(self._constant_entry(const, const.value[index]))
+            position_rows.append(row)
+        return Embedding(
+            tokens=(*vocab, self.bos, self.pad),
+            bos=self.bos,
+            pad=self.pad,
+            token_rows=tuple(token_rows),
+            position_rows=tuple(position_rows),
+        )
+
+    def _constant_entry(self, expr: rasp.SOp, value: Any) -> dict[Direction, float]:
+        if value is None:
+            return {}
+        if rasp.is_numerical(expr):
+            return {Direction(expr.label): float(value)}
+        return {Direction(expr.label, value): 1.0}
+
+    def _build(self, label: str, expr: rasp.SOp) -> NodeBlock:
+        encoding = rasp.get_encoding(expr)
+        if isinstance(expr, (rasp.Full, rasp.ConstantSOp)):
+            return NodeBlock(label, encoding, self.directions(label, encoding), None, None, (), 0.0)
+        if isinstance(expr, rasp.LinearSequenceMap) and rasp.is_numerical(expr) and rasp.is_numerical(expr.fst):
+            return self._linear(label, expr)
+        if isinstance(expr, rasp.SequenceMap):
+            return self._sequence_map(label, expr, encoding)
+        if isinstance(expr, rasp.Map):
+            if rasp.is_numerical(expr.inner):
+                return self._numerical_map(label, expr, encoding)
+            return self._categorical_map(label, expr, encoding)
+        if isinstance(expr, rasp.Aggregate):
+            return self._aggregate(label, expr, encoding)
+        if isinstance(expr, rasp.SelectorWidth):
+            return self._width(label, expr.selector, encoding)
+        if isinstance(expr, rasp.LengthType):
+            return self._width(label, None, encoding)
+        raise CompileError(label, f"no block for {type(expr).__name__}")
+
+    # ------------------------------------------------------------------ MLPs
+
+    def _finish_mlp(
+        self,
+        label: str,
+        kind: str,
+        inputs: list[Direction],
+        outputs: tuple[Direction, ...],
+        w_in_entries: list[dict[Direction, float]],
+        w_out_entries: list[dict[Direction, float]],
+        tolerance: float,
+        bos_bounds: Mapping[Direction, float] | None = None,
+    ) -> MLPBlock:
+        inputs_t = tuple(dict.fromkeys([ONE, self.bos_dir, *inputs]))
+        hidden = len(w_in_entries)
+        units = [Direction(f"{label}_hidden", j) for j in range(hidden)]
+        w_in = matrix(inputs_t, units, {(d, units[j]): v for j, col in enumerate(w_in_entries) for d, v in col.items()})
+        w_out = matrix(units, outputs, {(units[j], d): v for j, row in enumerate(w_out_entries) for d, v in row.items()})
+        _silence_at_bos(w_in, inputs_t, self.bos_dir, bos_bounds or {})
+        return MLPBlock(label, kind, inputs_t, outputs, w_in, w_out, tolerance)
+
+    def _output_entry(self, outputs: tuple[Direction, ...], encoding: rasp.Encoding, value: Any) -> dict[Direction, float]:
+        if value is None:
+            return {}
+        if encoding is rasp.Encoding.NUMERICAL:
+            return {outputs[0]: float(value)} if value != 0 else {}
+        return {Direction(outputs[0].name, value): 1.0}
+
+    def _categorical_map(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
+        inner = self.node(expr.inner.label)
+        outputs = self.directions(label, encoding)
+        w_in, w_out = [], []
+        for direction in inner.directions:
+            try:
+                out = expr.f(direction.value)
+            except Exception:
+                continue  # the value is not reachable through this Map (validate reports it)
+            entry = self._output_entry(outputs, encoding, out)
+            if entry:
+                w_in.append({direction: 1.0})
+                w_out.append(entry)
+        mlp = self._finish_mlp(label, "categorical_map", list(inner.directions), outputs, w_in, w_out, tolerance=0.25)
+        error = inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
+        return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), error)
+
+    def _sequence_map(self, label: str, expr: rasp.SequenceMap, encoding: rasp.Encoding) -> NodeBlock:
+        fst, snd = self.node(expr.fst.label), self.node(expr.snd.label)
+        outputs = self.directions(label, encoding)
+        w_in, w_out = [], []
+        if fst.label == snd.label:
+            pairs = [((d,), (d.value, d.value)) for d in fst.directions]
+        else:
+            pairs = [((a, b), (a.value, b.value)) for a in fst.directions for b in snd.directions]
+        for dirs, args in pairs:
+            try:
+                out = expr.f(*args)
+            except Exception:
+                continue
+            entry = self._output_entry(outputs, encoding, out)
+            if entry:
+                col = {d: 1.0 for d in dirs}
+                if len(dirs) == 2:
+                    col[ONE] = -1.0  # fires only when both one-hots are on
+                w_in.append(col)
+                w_out.append(entry)
+        mlp = self._finish_mlp(label, "sequence_map", [*fst.directions, *snd.directions], outputs, w_in, w_out, tolerance=0.25)
+        scale = max([1.0] + [abs(v) for row in w_out for v in row.values()])
+        error = 2 * (fst.error + snd.error) * scale
+        return NodeBlock(label, encoding, outputs, None, mlp, tuple(dict.fromkeys([fst.label, snd.label])), error)
+
+    def _linear(self, label: str, expr: rasp.LinearSequenceMap) -> NodeBlock:
+        fst, snd = self.node(expr.fst.label), self.node(expr.snd.label)
+        out = Direction(label)
+        coefficients: dict[Direction, float] = {}
+        for node, factor in ((fst, expr.fst_fac), (snd, expr.snd_fac)):
+            coefficients[node.directions[0]] = coefficients.get(node.directions[0], 0.0) + float(factor)
+        w_in, w_out = [], []
+        for direction, factor in coefficients.items():
+            w_in += [{direction: 1.0}, {direction: -1.0}]
+            w_out += [{out: factor}, {out: -factor}]
+        mlp = self._finish_mlp(label, "linear", list(coefficients), (out,), w_in, w_out, tolerance=math.inf)
+        error = abs(expr.fst_fac) * fst.error + abs(expr.snd_fac) * snd.error
+        return NodeBlock(label, rasp.Encoding.NUMERICAL, (out,), None, mlp, tuple(dict.fromkeys([fst.label, snd.label])), error)
+
+    def _discretiser(
+        self,
+        label: str,
+        kind: str,
+        source: Direction,
+        points: list[tuple[float, Any]],
+        outputs: tuple[Direction, ...],
+        encoding: rasp.Encoding,
+        bos_bounds: Mapping[Direction, float] | None = None,
+    ) -> MLPBlock:
+        """out(x) = g(v) for x within tolerance of each reachable input value v.
+
+        A constant unit gives g(v_0); each threshold t between neighbours v_{i-1} < v_i adds
+        a clamped step min(1, max(0, L (x - t) + 1/2)) = ReLU(.) - ReLU(. - 1) with
+        sharpness L = 2 / (v_i - v_{i-1}), exact while |x - v| <= (v_i - v_{i-1}) / 4.
+        """
+        points = sorted(points, key=lambda p: p[0])
+        entries = [self._output_entry(outputs, encoding, g) for _, g in points]
+        w_in: list[dict[Direction, float]] = [{ONE: 1.0}]
+        w_out: list[dict[Direction, float]] = [entries[0]]
+        tolerance = math.inf
+        for (x0, _), (x1, _), before, after in zip(points, points[1:], entries, entries[1:]):
+            gap = x1 - x0
+            sharpness = 2.0 / gap
+            threshold = (x0 + x1) / 2
+            delta = {d: after.get(d, 0.0) - before.get(d, 0.0) for d in set(before) | set(after)}
+            delta = {d: v for d, v in delta.items() if v != 0}
+            tolerance = min(tolerance, gap / 4)
+            if not delta:
+                continue
+            w_in.append({source: sharpness, ONE: 0.5 - sharpness * threshold})
+            w_out.append(delta)
+            w_in.append({source: sharpness, ONE: -0.5 - sharpness * threshold})
+            w_out.append({d: -v for d, v in delta.items()})
+        return self._finish_mlp(label, kind, [source], outputs, w_in, w_out, tolerance, bos_bounds)
+
+    def _numerical_map(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
+        inner = self.node(expr.inner.label)
+        points = []
+        for x in self.values(inner.label):
+            try:
+                points.append((float(x), expr.f(x)))
+            except Exception:
+                continue
+        outputs = self.directions(label, encoding)
+        if not points:
+            raise CompileError(label, f"the Map raises on every value of {inner.label!r}")
+        mlp = self._discretiser(label, "numerical_map", inner.directions[0], points, outputs, encoding)
+        if inner.error > mlp.tolerance:
+            raise NeedsPrecision(label, inner.error, mlp.tolerance)
+        return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), 0.0)
+
+    # ------------------------------------------------------------------ heads
+
+    def _selector_qk(self, selector: rasp.Selector) -> tuple[list[Direction], list[Direction], dict, int, list[str]]:
+        tables = selector_tables(selector, self.sets)
+        entries: dict[tuple[Direction, Direction], float] = {}
+        query: list[Direction] = []
+        key: list[Direction] = []
+        reads: list[str] = []
+        for table in tables.tables:
+            qdirs = self.node(table.query_sop).directions
+            kdirs = self.node(table.key_sop).directions
+            query += qdirs
+            key += kdirs
+            reads += [table.query_sop, table.key_sop]
+            for (q, k), selected in table.entries.items():
+                if selected:
+                    pair = (Direction(table.query_sop, q), Direction(table.key_sop, k))
+                    entries[pair] = entries.get(pair, 0.0) + 1.0
+        return query, key, entries, tables.top, reads
+
+    def _aggregate(self, label: str, expr: rasp.Aggregate, encoding: rasp.Encoding) -> NodeBlock:
+        query, key, entries, top, reads = self._selector_qk(expr.selector)
+        entries[(ONE, self.bos_dir)] = top - 0.5
+        entries[(self.bos_dir, self.bos_dir)] = top + 1.0
+        sop = self.node(expr.sop.label)
+        outputs = self.directions(label, encoding)
+        if encoding is rasp.Encoding.NUMERICAL:
+            value = sop.directions
+            ov = {(sop.directions[0], outputs[0]): 1.0}
+            values = [0.0] + [float(v) for v in self.values(sop.label)]
+            spread = max(values) - min(values)
+        else:
+            out_values = {d.value for d in outputs}
+            value = tuple(d for d in sop.directions if d.value in out_values)
+            ov = {(d, Direction(label, d.value)): 1.0 for d in value}
+            spread = 1.0
+        head = self._head(label, expr.selector.label, query, key, entries, value, outputs, ov, margin=0.5)
+        error = sop.error + 2 * head.leak_bound * spread
+        return NodeBlock(label, encoding, outputs, head, None, tuple(dict.fromkeys(reads + [sop.label])), error)
+
+    def _head(self, label, selector, query, key, entries, value, output, ov, margin, leak=None) -> HeadBlock:
+        query_t = tuple(dict.fromkeys([ONE, self.bos_dir, *query]))
+        key_t = tuple(dict.fromkeys([self.bos_dir, *key]))
+        value_t = tuple(dict.fromkeys(value))
+        coldness, bound = self.coldness(margin, leak if leak is not None else self.leak)
+        return HeadBlock(
+            label=label,
+            selector=selector,
+            query=query_t,
+            key=key_t,
+            w_qk=matrix(query_t, key_t, entries),
+            value=value_t,
+            output=tuple(output),
+            w_ov=matrix(value_t, tuple(output), ov),
+            margin=margin,
+            coldness=coldness,
+            leak_bound=bound,
+        )
+
+    def _width(self, label: str, selector: rasp.Selector | None, encoding: rasp.Encoding) -> NodeBlock:
+        """Attend to BOS and the selected keys alike; BOS's share 1/(w+1) decodes to w."""
+        if selector is None:  # `length`: every key, BOS included, has the same logit
+            query, key, entries, top, reads = [], [ONE], {(ONE, ONE): 1.0}, 1, []
+            selector_label = "length"
+        else:
+            query, key, entries, top, reads = self._selector_qk(selector)
+            entries[(ONE, self.bos_dir)] = float(top)
+            entries[(self.bos_dir, self.bos_dir)] = 1.0
+            selector_label = selector.label
+        scratch = Direction(f"{label}_selector_width_attn_output")
+        self.scratch.append(scratch)
+        widths = [w for w in self.values(label) if isinstance(w, int)]
+        shares = [1.0 / (w + 1) for w in widths]
+        gaps = [a - b for a, b in zip(shares, shares[1:])]
+        leak = min([self.leak] + [g / 8 for g in gaps])
+        head = self._head(
+            label, selector_label, query, key, entries, (self.bos_dir,), (scratch,), {(self.bos_dir, scratch): 1.0}, margin=1.0, leak=leak
+        )
+        outputs = self.directions(label, encoding)
+        mlp = self._discretiser(
+            label,
+            "selector_width",
+            scratch,
+            [(share, w) for share, w in zip(shares, widths)],
+            outputs,
+            encoding,
+            bos_bounds={scratch: 1.0},
+        )
+        return NodeBlock(label, encoding, outputs, head, mlp, tuple(dict.fromkeys(reads)), 0.0)

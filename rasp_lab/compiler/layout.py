@@ -1,0 +1,74 @@
+"""Pass: the residual stream's directions, in order, and where every SOp lives in it.
+
+Order: `one`, the BOS direction, tokens, indices, then every SOp in dependency order, then
+scratch directions (SelectorWidth attention outputs). Each SOp's directions are contiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from rasp_lab import rasp
+from rasp_lab.compiler.basis import ONE, Direction
+from rasp_lab.compiler.blocks import BlockPlan
+from rasp_lab.compiler.layers import LayerAllocation
+
+
+@dataclass(frozen=True)
+class SOpLocation:
+    """Which layer computes an SOp and which residual dimensions hold it."""
+
+    label: str
+    encoding: rasp.Encoding
+    head_layer: int | None
+    mlp_layer: int | None
+    directions: tuple[Direction, ...]
+    start: int
+    stop: int
+
+    @property
+    def values(self) -> tuple:
+        return tuple(d.value for d in self.directions)
+
+
+@dataclass(frozen=True)
+class ResidualLayout:
+    directions: tuple[Direction, ...]
+    index: Mapping[Direction, int]
+    sops: Mapping[str, SOpLocation]
+
+    @property
+    def width(self) -> int:
+        return len(self.directions)
+
+    @property
+    def labels(self) -> list[str]:
+        """Direction names as `sop:value` strings (Tracr's residual_labels)."""
+        return [str(d) for d in self.directions]
+
+
+def residual_layout(plan: BlockPlan, layers: LayerAllocation) -> ResidualLayout:
+    ordered: list[Direction] = [ONE, plan.bos_direction]
+    spans: dict[str, tuple[int, int]] = {}
+    for label, node in plan.nodes.items():
+        start = len(ordered)
+        ordered += [d for d in node.directions if d not in ordered]
+        spans[label] = (start, len(ordered))
+    ordered += list(plan.scratch)
+    index = {d: i for i, d in enumerate(ordered)}
+    if len(index) != len(ordered):
+        raise ValueError("duplicate residual directions")  # a compiler bug, never user input
+    sops = {
+        label: SOpLocation(
+            label=label,
+            encoding=node.encoding,
+            head_layer=layers.placements[label].head_layer,
+            mlp_layer=layers.placements[label].mlp_layer,
+            directions=node.directions,
+            start=spans[label][0],
+            stop=spans[label][1],
+        )
+        for label, node in plan.nodes.items()
+    }
+    return ResidualLayout(directions=tuple(ordered), index=index, sops=sops)

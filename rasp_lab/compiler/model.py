@@ -1,0 +1,373 @@
+"""The compiled model users get: run it, look inside it, and read it as Tracr's models are read.
+
+`CompiledModel.apply(["BOS", *tokens])` returns the decoded output (BOS first), the residual
+stream after every block, every head's attention pattern, and a cache keyed by
+TransformerLens hook names. `params`, `model_config`, `residual_labels`, `input_encoder` and
+`output_encoder` keep Tracr's attribute contract; `params` is padded to one shape per layer
+as that contract requires, while `apply` runs the compact per-layer weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+from rasp_lab import rasp
+from rasp_lab.compiler.assemble import LayerWeights, Weights, pad
+from rasp_lab.compiler.blocks import BlockPlan, HeadBlock
+from rasp_lab.compiler.forward import LayerShape, haiku_forward, numpy_forward
+from rasp_lab.compiler.layers import LayerAllocation
+from rasp_lab.compiler.layout import ResidualLayout, SOpLocation
+from rasp_lab.value_sets import ValueSets
+
+
+class DecodingError(ValueError):
+    """The output block at some position is neither one value nor empty (e.g. an average of
+    two values): the compiled model has no single answer there."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Tracr's config attributes, plus the compact per-layer shapes."""
+
+    num_heads: int
+    num_layers: int
+    key_size: int
+    mlp_hidden_size: int
+    layer_norm: bool
+    causal: bool
+    max_seq_len: int
+    vocab_size: int
+    layer_shapes: tuple[LayerShape, ...]
+
+
+class InputEncoder:
+    """Token <-> id, as Tracr's CategoricalEncoder: vocab sorted, then BOS, then PAD."""
+
+    def __init__(self, tokens: Sequence[Any], bos: Any, pad: Any, max_seq_len: int) -> None:
+        self.encoding_map = {token: i for i, token in enumerate(tokens)}
+        self.decoding_map = {i: token for token, i in self.encoding_map.items()}
+        self.bos_token, self.pad_token = bos, pad
+        self.max_seq_len = max_seq_len
+
+    @property
+    def bos_encoding(self) -> int:
+        return self.encoding_map[self.bos_token]
+
+    @property
+    def pad_encoding(self) -> int:
+        return self.encoding_map[self.pad_token]
+
+    def encode(self, inputs: Sequence[Any]) -> list[int]:
+        """Ids for `[BOS, *tokens]`; ValueError naming the first bad token and its position."""
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise TypeError(f"expected a list of tokens starting with {self.bos_token!r}, got {inputs!r}")
+        if len(inputs) == 0 or inputs[0] != self.bos_token:
+            first = repr(inputs[0]) if len(inputs) else "nothing"
+            raise ValueError(f"inputs must start with the BOS token {self.bos_token!r}, got {first} at position 0")
+        if len(inputs) - 1 > self.max_seq_len:
+            raise ValueError(
+                f"{len(inputs) - 1} tokens after BOS is longer than max_seq_len {self.max_seq_len}"
+            )
+        ids = []
+        for position, token in enumerate(inputs):
+            if position > 0 and token == self.bos_token:
+                raise ValueError(f"BOS token {token!r} may only stand at position 0, found at position {position}")
+            if token not in self.encoding_map or (position > 0 and token == self.pad_token and False):
+                vocab = [t for t in self.encoding_map if t not in (self.bos_token, self.pad_token)]
+                raise ValueError(f"unknown token {token!r} at position {position}; the vocabulary is {vocab}")
+            ids.append(self.encoding_map[token])
+        return ids
+
+
+class CategoricalOutputEncoder:
+    """Output value <-> index within the output SOp's one-hot block."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.encoding_map = {v: i for i, v in enumerate(values)}
+        self.decoding_map = dict(enumerate(values))
+
+
+class NumericalOutputEncoder:
+    """The output is the single numerical direction's value."""
+
+    encoding_map = None
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    layer: int
+    index: int
+    label: str
+    selector: str
+    margin: float
+    coldness: float
+    leak_bound: float
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """One forward pass on one input (BOS first)."""
+
+    decoded: list
+    residuals: Mapping[str, np.ndarray]
+    """'embed', 'layer_{l}/attn', 'layer_{l}/mlp' -> [seq, d_model] after that block."""
+    attention: Mapping[int, np.ndarray]
+    """layer -> pattern [heads, query, key]."""
+    cache: Mapping[str, np.ndarray]
+    """TransformerLens hook names -> arrays (no batch axis)."""
+    residual_labels: list[str]
+
+    def sop(self, location: SOpLocation) -> np.ndarray:
+        """[seq, len(directions)]: the final residual restricted to one SOp's directions."""
+        final = list(self.residuals.values())[-1]
+        return final[:, location.start : location.stop]
+
+
+def _decode_block(location: SOpLocation, block: np.ndarray, position: int) -> Any:
+    """One position's value from its SOp block [len(directions)]."""
+    if location.encoding is rasp.Encoding.NUMERICAL:
+        return float(block[0])
+    total = float(block.sum()) if block.size else 0.0
+    top = int(np.argmax(block)) if block.size else -1
+    if block.size == 0 or (total < 0.25 and float(block.max()) < 0.25):
+        return None
+    rest = np.delete(block, top)
+    if block[top] >= 0.75 and (rest.size == 0 or float(np.abs(rest).max()) <= 0.25):
+        return location.directions[top].value
+    shown = {str(d): round(float(v), 3) for d, v in zip(location.directions, block) if abs(v) > 1e-3}
+    raise DecodingError(
+        f"{location.label}: position {position} holds no single value (block {shown}); "
+        f"a categorical Aggregate probably averaged different values here"
+    )
+
+
+class CompiledModel:
+    """A compiled RASP program: real transformer weights plus everything needed to read them."""
+
+    def __init__(
+        self,
+        program: rasp.SOp,
+        sets: ValueSets,
+        plan: BlockPlan,
+        layers: LayerAllocation,
+        layout: ResidualLayout,
+        weights: Weights,
+        *,
+        causal: bool,
+        leak: float,
+    ) -> None:
+        self.program = program
+        self.value_sets = sets
+        self.plan = plan
+        self.layers = layers
+        self.layout = layout
+        self.weights = weights
+        self.causal = causal
+        self.leak = leak
+        self.max_seq_len = sets.max_seq_len
+        self.vocab = frozenset(sets.vocab)
+        emb = plan.embedding
+        self.input_encoder = InputEncoder(emb.tokens, emb.bos, emb.pad, sets.max_seq_len)
+        self.output_location = layout.sops[plan.output]
+        if self.output_location.encoding is rasp.Encoding.NUMERICAL:
+            self.output_encoder: Any = NumericalOutputEncoder()
+        else:
+            self.output_encoder = CategoricalOutputEncoder(self.output_location.values)
+        self.residual_labels = layout.labels
+        self._shapes = tuple(LayerShape(lw.num_heads, lw.head_size, lw.mlp_hidden) for lw in weights.layers)
+        padded = pad(weights)
+        self.model_config = ModelConfig(
+            num_heads=padded.layers[0].num_heads,
+            num_layers=len(weights.layers),
+            key_size=padded.layers[0].head_size,
+            mlp_hidden_size=padded.layers[0].mlp_hidden,
+            layer_norm=False,
+            causal=causal,
+            max_seq_len=sets.max_seq_len,
+            vocab_size=len(emb.tokens),
+            layer_shapes=self._shapes,
+        )
+        self.compact_params = _params(weights)
+        self.params = _params(padded)
+        self._padded_shapes = [LayerShape(lw.num_heads, lw.head_size, lw.mlp_hidden) for lw in padded.layers]
+        self._transformed = haiku_forward(
+            list(self._shapes),
+            n_tokens=len(emb.tokens),
+            d_model=layout.width,
+            max_positions=sets.max_seq_len + 1,
+            pad_id=self.input_encoder.pad_encoding,
+            causal=causal,
+        )
+        self._jitted = jax.jit(self._transformed.apply)
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def heads(self) -> list[HeadInfo]:
+        out = []
+        for layer, lw in enumerate(self.weights.layers):
+            for index, head in enumerate(lw.heads):
+                out.append(_head_info(layer, index, head))
+        return out
+
+    def where(self, sop: str | rasp.SOp) -> SOpLocation:
+        """The layer that computes `sop` and the residual directions that hold it."""
+        label = sop.label if isinstance(sop, rasp.RASPExpr) else sop
+        if label not in self.layout.sops:
+            raise KeyError(f"{label!r} is not an SOp of this model; known: {sorted(self.layout.sops)}")
+        return self.layout.sops[label]
+
+    def parameter_counts(self) -> dict[str, int]:
+        compact = sum(a.size for group in self.compact_params.values() for a in group.values())
+        padded = sum(a.size for group in self.params.values() for a in group.values())
+        nonzero = sum(int(np.count_nonzero(a)) for group in self.compact_params.values() for a in group.values())
+        return {"compact": compact, "padded": padded, "nonzero": nonzero}
+
+    def summary(self) -> str:
+        counts = self.parameter_counts()
+        lines = [
+            f"rasp_lab model for {self.program.label!r}: {len(self.weights.layers)} layers, "
+            f"residual width {self.layout.width}, max_seq_len {self.max_seq_len}, causal={self.causal}",
+            f"parameters: {counts['compact']} (compact), {counts['padded']} (padded to one shape per layer), "
+            f"{counts['nonzero']} non-zero",
+        ]
+        for layer, lw in enumerate(self.weights.layers):
+            lines.append(
+                f"  layer {layer}: {lw.num_heads} heads x size {lw.head_size}, MLP width {lw.mlp_hidden}"
+            )
+            for head in lw.heads:
+                lines.append(
+                    f"    head {head.label} <- {head.selector}: margin {head.margin}, "
+                    f"coldness {head.coldness:.2f}, leak <= {head.leak_bound:.2e}"
+                )
+            for mlp in lw.mlps:
+                lines.append(f"    mlp  {mlp.label} ({mlp.kind}): {mlp.hidden} hidden")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ running
+
+    def encode_batch(self, inputs: Sequence[Sequence[Any]]) -> np.ndarray:
+        """[batch, 1 + longest] ids for inputs given without BOS, padded with PAD."""
+        longest = max((len(x) for x in inputs), default=0)
+        pad_id = self.input_encoder.pad_encoding
+        ids = np.full((len(inputs), longest + 1), pad_id, dtype=np.int32)
+        for row, xs in enumerate(inputs):
+            ids[row, : len(xs) + 1] = self.input_encoder.encode([self.input_encoder.bos_token, *xs])
+        return ids
+
+    def forward(self, ids: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Jitted haiku forward on ids [batch, seq]: (residuals, patterns) as numpy arrays."""
+        ids = np.asarray(ids, dtype=np.int32)
+        self._check_ids(ids)
+        with jax.default_matmul_precision("highest"):
+            residuals, patterns = self._jitted(self.compact_params, ids)
+        return [np.asarray(r) for r in residuals], [np.asarray(p) for p in patterns]
+
+    def forward_numpy(self, ids: np.ndarray, *, padded: bool = False):
+        """The same forward pass in float64 numpy (the oracle)."""
+        ids = np.asarray(ids)
+        self._check_ids(ids)
+        params = self.params if padded else self.compact_params
+        shapes = self._padded_shapes if padded else list(self._shapes)
+        return numpy_forward(params, shapes, ids, self.input_encoder.pad_encoding, self.causal)
+
+    def _check_ids(self, ids: np.ndarray) -> None:
+        if ids.ndim != 2:
+            raise ValueError(f"token ids must be a [batch, seq] array, got shape {ids.shape}")
+        if ids.shape[1] > self.max_seq_len + 1:
+            raise ValueError(f"sequence length {ids.shape[1]} (with BOS) exceeds max_seq_len + 1 = {self.max_seq_len + 1}")
+        bad = ids[(ids < 0) | (ids >= len(self.input_encoder.encoding_map))]
+        if bad.size:
+            raise ValueError(f"token ids out of range: {sorted(set(bad.tolist()))}")
+
+    def decode(self, residual: np.ndarray, ids: np.ndarray, location: SOpLocation | None = None) -> list[list]:
+        """Decoded values per row and position (BOS and PAD positions excluded)."""
+        location = location or self.output_location
+        pad_id, bos_id = self.input_encoder.pad_encoding, self.input_encoder.bos_encoding
+        out = []
+        for row in range(ids.shape[0]):
+            values = []
+            for position in range(1, ids.shape[1]):
+                if ids[row, position] == pad_id:
+                    break
+                if ids[row, position] == bos_id:
+                    raise ValueError(f"row {row}: BOS at position {position}")
+                values.append(_decode_block(location, residual[row, position, location.start : location.stop], position))
+            out.append(values)
+        return out
+
+    def run_batch(self, inputs: Sequence[Sequence[Any]]) -> list[list]:
+        """Decoded outputs for inputs given without BOS (one list per input)."""
+        if not inputs:
+            return []
+        ids = self.encode_batch(inputs)
+        residuals, _ = self.forward(ids)
+        return self.decode(residuals[-1], ids)
+
+    def run(self, xs: Sequence[Any]) -> list:
+        """Decoded output for one input given without BOS."""
+        return self.run_batch([list(xs)])[0]
+
+    def apply(self, inputs: Sequence[Any]) -> ModelOutput:
+        """Run on `[BOS, *tokens]`; everything a user may want to look at."""
+        ids = np.asarray([self.input_encoder.encode(inputs)], dtype=np.int32)
+        residuals, patterns = self.forward(ids)
+        decoded = [self.input_encoder.bos_token] + self.decode(residuals[-1], ids)[0]
+        names = ["embed"] + [f"layer_{l}/{part}" for l in range(len(patterns)) for part in ("attn", "mlp")]
+        by_block = {name: r[0] for name, r in zip(names, residuals)}
+        attention = {layer: p[0] for layer, p in enumerate(patterns)}
+        cache: dict[str, np.ndarray] = {"hook_embed": residuals[0][0]}
+        for layer, pattern in enumerate(patterns):
+            pre, mid, post = residuals[2 * layer][0], residuals[2 * layer + 1][0], residuals[2 * layer + 2][0]
+            cache[f"blocks.{layer}.hook_resid_pre"] = pre
+            cache[f"blocks.{layer}.attn.hook_pattern"] = pattern[0]
+            cache[f"blocks.{layer}.hook_attn_out"] = mid - pre
+            cache[f"blocks.{layer}.hook_resid_mid"] = mid
+            cache[f"blocks.{layer}.hook_mlp_out"] = post - mid
+            cache[f"blocks.{layer}.hook_resid_post"] = post
+        return ModelOutput(decoded, by_block, attention, cache, self.residual_labels)
+
+    def __call__(self, inputs: Sequence[Any]) -> ModelOutput:
+        return self.apply(inputs)
+
+    def __repr__(self) -> str:
+        return f"CompiledModel({self.program.label!r}, layers={len(self.weights.layers)}, d_model={self.layout.width})"
+
+
+def _head_info(layer: int, index: int, head: HeadBlock) -> HeadInfo:
+    return HeadInfo(layer, index, head.label, head.selector, head.margin, head.coldness, head.leak_bound)
+
+
+def _params(weights: Weights) -> dict[str, dict[str, np.ndarray]]:
+    """Tracr/haiku-keyed parameters (float32), shapes as in forward.py's glossary."""
+    f32 = np.float32
+    params: dict[str, dict[str, np.ndarray]] = {
+        "token_embed": {"embeddings": weights.token_embed.astype(f32)},
+        "pos_embed": {"embeddings": weights.pos_embed.astype(f32)},
+    }
+    for layer, lw in enumerate(weights.layers):
+        params.update(_layer_params(layer, lw, weights.d_model))
+    return params
+
+
+def _layer_params(layer: int, lw: LayerWeights, d_model: int) -> dict[str, dict[str, np.ndarray]]:
+    f32 = np.float32
+    p = f"transformer/layer_{layer}"
+    width = lw.num_heads * lw.head_size
+
+    def flat(w: np.ndarray) -> np.ndarray:
+        return w.reshape(d_model, width).astype(f32)  # [d_model, heads * head_size]
+
+    return {
+        f"{p}/attn/query": {"w": flat(lw.w_q), "b": np.zeros(width, f32)},
+        f"{p}/attn/key": {"w": flat(lw.w_k), "b": np.zeros(width, f32)},
+        f"{p}/attn/value": {"w": flat(lw.w_v), "b": np.zeros(width, f32)},
+        f"{p}/attn/linear": {"w": lw.w_o.reshape(width, d_model).astype(f32), "b": np.zeros(d_model, f32)},
+        f"{p}/mlp/linear_1": {"w": lw.w_1.astype(f32), "b": np.zeros(lw.mlp_hidden, f32)},
+        f"{p}/mlp/linear_2": {"w": lw.w_2.astype(f32), "b": np.zeros(d_model, f32)},
+    }

@@ -1,0 +1,133 @@
+"""A selector as a sum of predicate tables: what one Boolean head's QK can hold.
+
+A selector over one key SOp and one query SOp (any Boolean combination of atoms on that
+pair) folds into one 0/1 table. A conjunction of m such groups is the sum of their tables,
+selected exactly where the sum reaches m; BOS then sits at m - 1/2. Anything else needs a
+selector-composition analysis and is refused here with a CompileError naming the selector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rasp_lab import rasp
+from rasp_lab.value_sets import ValueSets
+
+Formula = Callable[[dict[str, Any], dict[str, Any]], bool]
+
+
+class CompileError(ValueError):
+    """A program (or one expression of it) that can't be compiled; names the label."""
+
+    def __init__(self, label: str, message: str) -> None:
+        super().__init__(f"{label}: {message}")
+        self.label = label
+
+
+@dataclass(frozen=True)
+class Table:
+    """One 0/1 table over (query value, key value) of one query SOp and one key SOp."""
+
+    key_sop: str
+    query_sop: str
+    entries: dict[tuple[Any, Any], int]
+    """(query value, key value) -> 0/1, over non-None values."""
+
+
+@dataclass(frozen=True)
+class SelectorTables:
+    """Selected iff the tables sum to `top` (each table contributes 0 or 1)."""
+
+    selector: str
+    tables: tuple[Table, ...]
+
+    @property
+    def top(self) -> int:
+        return len(self.tables)
+
+
+def _conjuncts(selector: rasp.Selector) -> list[rasp.Selector]:
+    if isinstance(selector, rasp.SelectorAnd):
+        return _conjuncts(selector.fst) + _conjuncts(selector.snd)
+    return [selector]
+
+
+def _pairs(selector: rasp.Selector) -> set[tuple[str, str]]:
+    """The (key SOp, query SOp) pairs the selector reads."""
+    if isinstance(selector, rasp.Select):
+        return {(selector.keys.label, selector.queries.label)}
+    if isinstance(selector, rasp.ConstantSelector):
+        return {(rasp.indices.label, rasp.indices.label)}
+    return set().union(*(_pairs(c) for c in selector.children))  # type: ignore[arg-type]
+
+
+def _truth(selector: rasp.Selector, key: Any, query: Any) -> bool:
+    """The selector's value for one (key, query) value pair of its single SOp pair."""
+    if isinstance(selector, rasp.Select):
+        if key is None or query is None:
+            return False
+        return bool(selector.predicate(key, query))
+    if isinstance(selector, rasp.ConstantSelector):
+        if key is None or query is None:
+            return False
+        rows = selector.value
+        return query < len(rows) and key < len(rows[query]) and bool(rows[query][key])
+    if isinstance(selector, rasp.SelectorAnd):
+        return _truth(selector.fst, key, query) and _truth(selector.snd, key, query)
+    if isinstance(selector, rasp.SelectorOr):
+        return _truth(selector.fst, key, query) or _truth(selector.snd, key, query)
+    if isinstance(selector, rasp.SelectorNot):
+        return not _truth(selector.inner, key, query)
+    raise CompileError(selector.label, f"unknown selector type {type(selector).__name__}")
+
+
+def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], sets: ValueSets) -> Table:
+    key_sop, query_sop = pair
+    keys, queries = sop_values(key_sop, sets), sop_values(query_sop, sets)
+    if keys is None or queries is None:
+        raise CompileError(label, f"the values of {key_sop!r} or {query_sop!r} are too many to tabulate")
+
+    def selected(k: Any, q: Any) -> bool:
+        return all(_truth(s, k, q) for s in group)
+
+    if (None in keys or None in queries) and _none_selects(selected, keys, queries):
+        raise CompileError(
+            label,
+            f"selects positions whose {key_sop!r} or {query_sop!r} has no value (None), which a "
+            f"one-hot head cannot see; give those positions a value instead of None",
+        )
+    entries = {
+        (q, k): int(selected(k, q)) for q in queries if q is not None for k in keys if k is not None
+    }
+    return Table(key_sop=key_sop, query_sop=query_sop, entries=entries)
+
+
+def sop_values(label: str, sets: ValueSets) -> frozenset | None:
+    """The values of an SOp; `indices` is always in the residual, even if unused."""
+    if label == rasp.indices.label and label not in sets:
+        return frozenset(range(sets.max_seq_len))
+    return sets[label]
+
+
+def _none_selects(selected: Callable[[Any, Any], bool], keys: frozenset, queries: frozenset) -> bool:
+    witnesses = [(k, q) for k in keys for q in queries if k is None or q is None]
+    return any(selected(k, q) for k, q in witnesses)
+
+
+def selector_tables(selector: rasp.Selector, sets: ValueSets) -> SelectorTables:
+    """The selector as tables summing to `top`, or a CompileError if one head can't hold it."""
+    groups: dict[tuple[str, str], list[rasp.Selector]] = {}
+    for conjunct in _conjuncts(selector):
+        pairs = _pairs(conjunct)
+        if len(pairs) != 1:
+            raise CompileError(
+                selector.label,
+                f"the composition {type(conjunct).__name__} {conjunct.label!r} mixes the SOp pairs "
+                f"{sorted(pairs)}; only conjunctions of selectors on one (key, query) pair each fit "
+                f"one head with this compiler",
+            )
+        groups.setdefault(pairs.pop(), []).append(conjunct)
+    tables = tuple(_group_table(selector.label, group, pair, sets) for pair, group in groups.items())
+    return SelectorTables(selector=selector.label, tables=tables)

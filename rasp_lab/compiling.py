@@ -1,0 +1,85 @@
+"""The compiler pipeline, in order: this function is the table of contents.
+
+    program -> graph -> value sets -> validation -> blocks -> layers -> residual layout
+            -> weights -> CompiledModel
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rasp_lab import rasp
+from rasp_lab.compiler.assemble import assemble
+from rasp_lab.compiler.blocks import NeedsPrecision, build_blocks
+from rasp_lab.compiler.layers import allocate_layers
+from rasp_lab.compiler.layout import residual_layout
+from rasp_lab.compiler.model import CompiledModel
+from rasp_lab.compiler.selector_tables import CompileError
+from rasp_lab.graph import build_graph
+from rasp_lab.validation import ValidationError, validate
+from rasp_lab.value_sets import value_sets
+
+DEFAULT_LEAK = 1e-6
+"""Default bound on the attention weight any head puts outside its intended keys."""
+
+_PRECISION_STEPS = 4
+
+
+def compile_rasp_to_model(
+    program: rasp.SOp,
+    vocab: Iterable[Any],
+    max_seq_len: int,
+    causal: bool = False,
+    compiler_bos: Any = "BOS",
+    compiler_pad: Any = "PAD",
+    mlp_exactness: float = 100,
+    *,
+    leak: float = DEFAULT_LEAK,
+) -> CompiledModel:
+    """Compile `program` into a transformer that agrees with `rasp.evaluate` on every input
+    over `vocab` of length 1..max_seq_len (Tracr's signature; `mlp_exactness` is accepted
+    and unused: MLP sharpness is derived from the value sets instead).
+
+    Raises ValidationError listing every problem `validate` finds, or CompileError naming
+    the expression that can't be compiled.
+    """
+    del mlp_exactness
+    if not isinstance(program, rasp.SOp):
+        raise TypeError(f"compile takes an SOp (the program's output), got {type(program).__name__} {program!r}")
+    if not (isinstance(leak, float | int) and 0 < leak < 1):
+        raise ValueError(f"leak must be a bound strictly between 0 and 1, got {leak!r}")
+    graph = build_graph(program)
+    sets = value_sets(program, vocab, max_seq_len)
+    errors = [p for p in validate(program, vocab, max_seq_len, causal=causal) if p.severity == "error"]
+    if errors:
+        raise ValidationError(errors)
+    target = float(leak)
+    for _ in range(_PRECISION_STEPS):
+        try:
+            plan = build_blocks(graph, sets, bos=compiler_bos, pad=compiler_pad, leak=target)
+            break
+        except NeedsPrecision:
+            target /= 100
+    else:
+        raise CompileError(program.label, f"no head leak down to {target:.1e} makes every numerical MLP exact")
+    layers = allocate_layers(plan)
+    layout = residual_layout(plan, layers)
+    weights = assemble(plan, layers, layout)
+    return CompiledModel(program, sets, plan, layers, layout, weights, causal=causal, leak=target)
+
+
+def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
+    program: rasp.SOp,
+    vocab: Iterable[Any],
+    max_seq_len: int,
+    *,
+    bos: Any = "BOS",
+    pad: Any = "PAD",
+    causal: bool = False,
+    leak: float = DEFAULT_LEAK,
+) -> CompiledModel:
+    """Compile `program`; see compile_rasp_to_model."""
+    return compile_rasp_to_model(
+        program, vocab, max_seq_len, causal=causal, compiler_bos=bos, compiler_pad=pad, leak=leak
+    )
