@@ -16,8 +16,7 @@ from rasp_lab.compiler.layers import allocate_layers
 from rasp_lab.compiler.layout import residual_layout
 from rasp_lab.compiler.model import CompiledModel
 from rasp_lab.compiler.selector_tables import CompileError
-from rasp_lab.graph import build_graph
-from rasp_lab.validation import ValidationError, validate
+from rasp_lab.validation import ValidationError, check
 from rasp_lab.value_sets import value_sets
 
 DEFAULT_LEAK = 1e-6
@@ -49,9 +48,9 @@ def compile_rasp_to_model(
         raise TypeError(f"compile takes an SOp (the program's output), got {type(program).__name__} {program!r}")
     if not (isinstance(leak, float | int) and 0 < leak < 1):
         raise ValueError(f"leak must be a bound strictly between 0 and 1, got {leak!r}")
-    graph = build_graph(program)
     sets = value_sets(program, vocab, max_seq_len)
-    errors = [p for p in validate(program, vocab, max_seq_len, causal=causal) if p.severity == "error"]
+    graph = sets.graph
+    errors = [p for p in check(program, sets, causal=causal) if p.severity == "error"]
     if errors:
         raise ValidationError(errors)
     target = float(leak)

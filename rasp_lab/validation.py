@@ -59,9 +59,14 @@ def validate(program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int, *, 
         sets = value_sets(program, vocab_set, max_seq_len)
     except LabelCollisionError as err:
         return [Problem(err.label, "label-collision", str(err))]
+    return check(program, sets, causal=causal)
+
+
+def check(program: rasp.RASPExpr, sets: ValueSets, *, causal: bool = False) -> list[Problem]:
+    """`validate` for value sets already computed (the compiler's entry point)."""
     checker = _Checker(sets, sets.graph)
     checker.static()
-    checker.dynamic(program, sorted(vocab_set, key=repr), max_seq_len, causal)
+    checker.dynamic(program, sorted(sets.vocab, key=repr), sets.max_seq_len, causal)
     return sorted(checker.problems.values(), key=lambda p: (p.severity != "error", checker.rank(p.label)))
 
 

@@ -30,9 +30,6 @@ MAX_VALUES = 20_000
 MAX_ASSIGNMENTS = 400_000
 """Largest joint space enumerated for one SOp before falling back to its children's product."""
 
-LOCAL = "<local>"
-"""The source name of the (token, index, length) state at a position."""
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -111,6 +108,8 @@ class _Inference:
         self.sets: dict[str, frozenset | None] = {}
         self.exact: set[str] = set()
         self.sources: dict[str, frozenset[str]] = {}
+        self.local: set[str] = set()
+        self.cache: dict[str, dict[tuple, tuple[bool, Any]]] = {}
         self.failures: dict[tuple, Failure] = {}
         self.states = [
             (token, index, length)
@@ -135,7 +134,9 @@ class _Inference:
             graph=self.graph,
         )
 
-    # -- sources: which independent quantities an SOp is a function of at its position
+    # -- sources: the independent quantities an SOp is a function of at its position:
+    # local leaves (tokens, indices, length, Full, ConstantSOp: jointly one position's state)
+    # and non-local SOps (Aggregate, SelectorWidth: treated as independent of everything).
 
     def _infer(self, label: str, expr: rasp.SOp) -> frozenset | None:
         if isinstance(expr, rasp.SelectorWidth):
@@ -147,28 +148,42 @@ class _Inference:
         if isinstance(expr, (rasp.Map, rasp.SequenceMap)):
             self.sources[label] = frozenset().union(*(self.sources[c.label] for c in expr.children))
         else:
-            self.sources[label] = frozenset([LOCAL])
+            self.sources[label] = frozenset([label])
+            self.local.add(label)
         return self._enumerate(label, expr)
 
-    def _domain(self, source: str) -> list | None:
-        if source == LOCAL:
-            return self.states
-        values = self.sets[source]
-        return None if values is None else sorted(values, key=_sort_key)
+    def _local_tuples(self, leaves: list[str]) -> list[tuple]:
+        """The distinct joint values of these local leaves over every (token, index, length)."""
+        exprs = [self.graph.nodes[leaf] for leaf in leaves]
+        seen: dict[tuple, None] = {}
+        for state in self.states:
+            values = []
+            for expr in exprs:
+                ok, value = _leaf_value(expr, state)
+                if not ok:
+                    break
+                values.append(value)
+            else:
+                seen.setdefault(tuple(values), None)
+        return list(seen)
 
     def _enumerate(self, label: str, expr: rasp.SOp) -> frozenset | None:
         sources = sorted(self.sources[label])
-        domains = [self._domain(s) for s in sources]
-        if any(d is None for d in domains):
-            return None
-        size = math.prod(len(d) for d in domains)
-        joint = size <= MAX_ASSIGNMENTS
-        if joint:
-            exact = sources == [LOCAL]
+        leaves = [s for s in sources if s in self.local]
+        others = [s for s in sources if s not in self.local]
+        domains: list[list] = [self._local_tuples(leaves)] if leaves else []
+        for source in others:
+            values = self.sets[source]
+            if values is None:
+                return None
+            domains.append(sorted(values, key=_sort_key))
+        exact = not others
+        if math.prod(len(d) for d in domains) <= MAX_ASSIGNMENTS:
             results: set = set()
             for assignment in itertools.product(*domains):
-                env = dict(zip(sources, assignment))
-                ok, value = self._pointwise(expr, env, {}, exact)
+                env = dict(zip(leaves, assignment[0])) if leaves else {}
+                env.update(zip(others, assignment[1:] if leaves else assignment))
+                ok, value = self._pointwise(expr, env, exact)
                 if ok:
                     results.add(value)
         else:
@@ -195,40 +210,27 @@ class _Inference:
     def _bounded(self, results: set) -> frozenset | None:
         return frozenset(results) if len(results) <= MAX_VALUES else None
 
-    # -- pointwise evaluation of an SOp from its sources' values
-
-    def _pointwise(self, expr: rasp.SOp, env: dict, memo: dict, exact: bool) -> tuple[bool, Any]:
+    def _pointwise(self, expr: rasp.SOp, env: dict, exact: bool) -> tuple[bool, Any]:
+        """The SOp's value at a position whose sources have the values in `env`, cached per
+        node on the values of that node's own sources."""
         label = expr.label
-        if label in memo:
-            return memo[label]
         if label in env:
-            result = (True, env[label])
-        elif isinstance(expr, (rasp.Map, rasp.SequenceMap)):
-            args = []
-            result = None
-            for child in expr.children:
-                ok, value = self._pointwise(child, env, memo, exact)
-                if not ok:
-                    result = (False, None)
-                    break
-                args.append(value)
-            if result is None:
-                result = self._call(expr, tuple(args), exact)
-        else:
-            token, index, length = env[LOCAL]
-            if isinstance(expr, rasp.TokensType):
-                result = (True, token)
-            elif isinstance(expr, rasp.IndicesType):
-                result = (True, index)
-            elif isinstance(expr, rasp.LengthType):
-                result = (True, length)
-            elif isinstance(expr, rasp.Full):
-                result = (True, expr.fill)
-            elif isinstance(expr, rasp.ConstantSOp):
-                result = (index < len(expr.value), expr.value[index] if index < len(expr.value) else None)
-            else:
-                raise TypeError(f"no value-set rule for {type(expr).__name__} {label!r}")
-        memo[label] = result
+            return True, env[label]
+        cache = self.cache.setdefault(label, {})
+        key = tuple(env[s] for s in sorted(self.sources[label]))
+        if key in cache:
+            return cache[key]
+        args = []
+        result = None
+        for child in expr.children:
+            ok, value = self._pointwise(child, env, exact)  # type: ignore[arg-type]
+            if not ok:
+                result = (False, None)
+                break
+            args.append(value)
+        if result is None:
+            result = self._call(expr, tuple(args), exact)
+        cache[key] = result
         return result
 
     def _call(self, expr: rasp.SOp, args: tuple, exact: bool) -> tuple[bool, Any]:
@@ -279,6 +281,22 @@ class _Inference:
                     select.predicate(key, query)
                 except Exception as err:
                     self._fail(select.label, (key, query), err, exact)
+
+
+def _leaf_value(expr: rasp.SOp, state: tuple) -> tuple[bool, Any]:
+    """A local leaf's value at a position in `state` = (token, index, length)."""
+    token, index, length = state
+    if isinstance(expr, rasp.TokensType):
+        return True, token
+    if isinstance(expr, rasp.IndicesType):
+        return True, index
+    if isinstance(expr, rasp.LengthType):
+        return True, length
+    if isinstance(expr, rasp.Full):
+        return True, expr.fill
+    if isinstance(expr, rasp.ConstantSOp):
+        return (True, expr.value[index]) if index < len(expr.value) else (False, None)
+    raise TypeError(f"no value-set rule for {type(expr).__name__} {expr.label!r}")
 
 
 def mean_values(values: Iterable[Any], max_count: int) -> set | None:

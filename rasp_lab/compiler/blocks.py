@@ -285,11 +285,14 @@ class _Builder:
         return MLPBlock(label, kind, inputs_t, outputs, w_in, w_out, tolerance)
 
     def _output_entry(self, outputs: tuple[Direction, ...], encoding: rasp.Encoding, value: Any) -> dict[Direction, float]:
+        """The output directions for one function value; {} for None, and for a value outside
+        the output's (sound) value set, which only unreachable input combinations produce."""
         if value is None:
             return {}
         if encoding is rasp.Encoding.NUMERICAL:
             return {outputs[0]: float(value)} if value != 0 else {}
-        return {Direction(outputs[0].name, value): 1.0}
+        direction = Direction(outputs[0].name, value)
+        return {direction: 1.0} if direction in outputs else {}
 
     def _categorical_map(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
         inner = self.node(expr.inner.label)
@@ -361,7 +364,8 @@ class _Builder:
 
         A constant unit gives g(v_0); each threshold t between neighbours v_{i-1} < v_i adds
         a clamped step min(1, max(0, L (x - t) + 1/2)) = ReLU(.) - ReLU(. - 1) with
-        sharpness L = 2 / (v_i - v_{i-1}), exact while |x - v| <= (v_i - v_{i-1}) / 4.
+        sharpness L = 2 / (v_i - v_{i-1}), exact while |x - v| <= (v_i - v_{i-1}) / 4. Steps
+        between neighbours with the same output are left out.
         """
         points = sorted(points, key=lambda p: p[0])
         entries = [self._output_entry(outputs, encoding, g) for _, g in points]
@@ -374,9 +378,9 @@ class _Builder:
             threshold = (x0 + x1) / 2
             delta = {d: after.get(d, 0.0) - before.get(d, 0.0) for d in set(before) | set(after)}
             delta = {d: v for d, v in delta.items() if v != 0}
-            tolerance = min(tolerance, gap / 4)
             if not delta:
-                continue
+                continue  # same output on both sides: no step, and no precision needed here
+            tolerance = min(tolerance, gap / 4)
             w_in.append({source: sharpness, ONE: 0.5 - sharpness * threshold})
             w_out.append(delta)
             w_in.append({source: sharpness, ONE: -0.5 - sharpness * threshold})
