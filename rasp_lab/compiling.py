@@ -1,7 +1,7 @@
 """The compiler pipeline, in order: this function is the table of contents.
 
-    program -> graph -> value sets -> validation -> blocks -> layers -> residual layout
-            -> weights -> CompiledModel
+    program -> value sets (and graph) -> validation -> selector lowering -> blocks
+            -> layers -> residual layout -> weights -> CompiledModel
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from rasp_lab.compiler.assemble import assemble
 from rasp_lab.compiler.blocks import NeedsPrecision, build_blocks
 from rasp_lab.compiler.layers import allocate_layers
 from rasp_lab.compiler.layout import residual_layout
+from rasp_lab.compiler.lower import lower_program
 from rasp_lab.compiler.model import CompiledModel
 from rasp_lab.compiler.selector_tables import CompileError
 from rasp_lab.validation import ValidationError, check
@@ -49,10 +50,13 @@ def compile_rasp_to_model(
     if not (isinstance(leak, float | int) and 0 < leak < 1):
         raise ValueError(f"leak must be a bound strictly between 0 and 1, got {leak!r}")
     sets = value_sets(program, vocab, max_seq_len)
-    graph = sets.graph
     errors = [p for p in check(program, sets, causal=causal) if p.severity == "error"]
     if errors:
         raise ValidationError(errors)
+    lowered = lower_program(program, sets)
+    if lowered is not program:
+        sets = value_sets(lowered, vocab, max_seq_len)
+    graph = sets.graph
     target = float(leak)
     for _ in range(_PRECISION_STEPS):
         try:

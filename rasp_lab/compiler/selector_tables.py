@@ -63,23 +63,31 @@ def _pairs(selector: rasp.Selector) -> set[tuple[str, str]]:
     return set().union(*(_pairs(c) for c in selector.children))  # type: ignore[arg-type]
 
 
-def _truth(selector: rasp.Selector, key: Any, query: Any) -> bool:
-    """The selector's value for one (key, query) value pair of its single SOp pair."""
+def conjunct_pairs(selector: rasp.Selector) -> list[set[tuple[str, str]]]:
+    """For each top-level conjunct, the (key SOp, query SOp) pairs it reads."""
+    return [_pairs(c) for c in _conjuncts(selector)]
+
+
+def truth(selector: rasp.Selector, keys: dict[str, Any], queries: dict[str, Any]) -> bool:
+    """The selector's value for one key position and one query position, given the values
+    of the SOps it reads there (by label), with the evaluator's None rule for atoms."""
     if isinstance(selector, rasp.Select):
+        key, query = keys[selector.keys.label], queries[selector.queries.label]
         if key is None or query is None:
             return False
         return bool(selector.predicate(key, query))
     if isinstance(selector, rasp.ConstantSelector):
+        key, query = keys[rasp.indices.label], queries[rasp.indices.label]
         if key is None or query is None:
             return False
         rows = selector.value
         return query < len(rows) and key < len(rows[query]) and bool(rows[query][key])
     if isinstance(selector, rasp.SelectorAnd):
-        return _truth(selector.fst, key, query) and _truth(selector.snd, key, query)
+        return truth(selector.fst, keys, queries) and truth(selector.snd, keys, queries)
     if isinstance(selector, rasp.SelectorOr):
-        return _truth(selector.fst, key, query) or _truth(selector.snd, key, query)
+        return truth(selector.fst, keys, queries) or truth(selector.snd, keys, queries)
     if isinstance(selector, rasp.SelectorNot):
-        return not _truth(selector.inner, key, query)
+        return not truth(selector.inner, keys, queries)
     raise CompileError(selector.label, f"unknown selector type {type(selector).__name__}")
 
 
@@ -90,7 +98,7 @@ def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], 
         raise CompileError(label, f"the values of {key_sop!r} or {query_sop!r} are too many to tabulate")
 
     def selected(k: Any, q: Any) -> bool:
-        return all(_truth(s, k, q) for s in group)
+        return all(truth(s, {key_sop: k}, {query_sop: q}) for s in group)
 
     if (None in keys or None in queries) and _none_selects(selected, keys, queries):
         raise CompileError(
