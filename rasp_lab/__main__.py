@@ -1,4 +1,4 @@
-"""`python -m rasp_lab`: list the zoo, or run a zoo program on tokens.
+"""`python -m rasp_lab`: list the zoo, or evaluate, compile and run a zoo program on tokens.
 
     python -m rasp_lab list
     python -m rasp_lab run sort 3 1 2
@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rasp_lab import evaluate, validate
+from rasp_lab import compile, evaluate
 from rasp_lab.programs import registry
 
 
@@ -37,20 +37,34 @@ def _run(name: str, words: Sequence[str]) -> int:
     xs = parse_tokens(words, frozenset(entry.vocab)) if words else list(entry.examples[0][0])
     if len(xs) > entry.max_seq_len:
         raise ValueError(f"{len(xs)} tokens is longer than {name}'s max_seq_len {entry.max_seq_len}")
-    problems = [p for p in validate(program, entry.vocab, entry.max_seq_len) if p.severity == "error"]
-    for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    print(f"program:   {name} ({program.label}) — {entry.description}")
+    expected = evaluate(program, xs, causal=entry.causal)
+    model = compile(program, entry.vocab, entry.max_seq_len, causal=entry.causal)
+    got = model.run(xs)
+    agree = all(_same(a, b) for a, b in zip(got, expected)) and len(got) == len(expected)
+    print(f"program:   {name} — {entry.description}")
     print(f"input:     {xs}")
-    print(f"evaluated: {evaluate(program, xs)}")
-    return 0
+    print(f"evaluated: {expected}")
+    print(f"compiled:  {_show(got)}")
+    print(f"agree:     {'yes' if agree else 'NO'}")
+    print(model.summary())
+    return 0 if agree else 1
+
+
+def _same(got: object, expected: object) -> bool:
+    if isinstance(expected, float) or isinstance(got, float):
+        return got is not None and expected is not None and abs(float(got) - float(expected)) < 1e-4  # type: ignore[arg-type]
+    return got == expected
+
+
+def _show(values: list) -> list:
+    return [round(v, 6) if isinstance(v, float) else v for v in values]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rasp_lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="list the programs zoo")
-    run = sub.add_parser("run", help="run a zoo program on tokens (its first example if none are given)")
+    run = sub.add_parser("run", help="evaluate and compile a zoo program, run both on tokens (its first example if none are given)")
     run.add_argument("program", help="a name from `list`")
     run.add_argument("tokens", nargs="*", help="input tokens, e.g. 3 1 2")
     args = parser.parse_args(argv)

@@ -25,6 +25,10 @@ DEFAULT_LEAK = 1e-6
 
 _PRECISION_STEPS = 4
 
+COMPILE_SEARCH_BUDGET = 256
+"""Inputs the compiler's validation evaluates (`validate` itself tries more). What it misses,
+a categorical Aggregate averaging different values, the model reports as a DecodingError."""
+
 
 def compile_rasp_to_model(
     program: rasp.SOp,
@@ -50,7 +54,7 @@ def compile_rasp_to_model(
     if not (isinstance(leak, float | int) and 0 < leak < 1):
         raise ValueError(f"leak must be a bound strictly between 0 and 1, got {leak!r}")
     sets = value_sets(program, vocab, max_seq_len)
-    errors = [p for p in check(program, sets, causal=causal) if p.severity == "error"]
+    errors = [p for p in check(program, sets, causal=causal, budget=COMPILE_SEARCH_BUDGET) if p.severity == "error"]
     if errors:
         raise ValidationError(errors)
     lowered = lower_program(program, sets)

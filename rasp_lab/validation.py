@@ -62,11 +62,14 @@ def validate(program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int, *, 
     return check(program, sets, causal=causal)
 
 
-def check(program: rasp.RASPExpr, sets: ValueSets, *, causal: bool = False) -> list[Problem]:
-    """`validate` for value sets already computed (the compiler's entry point)."""
+def check(
+    program: rasp.RASPExpr, sets: ValueSets, *, causal: bool = False, budget: int = SEARCH_BUDGET
+) -> list[Problem]:
+    """`validate` for value sets already computed (the compiler's entry point); `budget`
+    is how many inputs the dynamic check evaluates."""
     checker = _Checker(sets, sets.graph)
     checker.static()
-    checker.dynamic(program, sorted(sets.vocab, key=repr), sets.max_seq_len, causal)
+    checker.dynamic(program, sorted(sets.vocab, key=repr), sets.max_seq_len, causal, budget)
     return sorted(checker.problems.values(), key=lambda p: (p.severity != "error", checker.rank(p.label)))
 
 
@@ -283,8 +286,8 @@ class _Checker:
 
     # ----------------------------------------------------------------- dynamic checks
 
-    def dynamic(self, program: rasp.RASPExpr, vocab: list, max_seq_len: int, causal: bool) -> None:
-        for xs in _search_inputs(vocab, max_seq_len, SEARCH_BUDGET):
+    def dynamic(self, program: rasp.RASPExpr, vocab: list, max_seq_len: int, causal: bool, budget: int) -> None:
+        for xs in _search_inputs(vocab, max_seq_len, budget):
             try:
                 evaluate(program, xs, causal=causal)
             except EvaluationError as err:

@@ -177,7 +177,7 @@ class _Builder:
 
     def coldness(self, margin: float, leak: float) -> tuple[float, float]:
         """Coldness so that n_pos * exp(-coldness * margin) <= leak; returns it and the bound."""
-        coldness = math.log(self.n_pos / leak) / margin
+        coldness = math.nextafter(math.log(self.n_pos / leak) / margin, math.inf) * (1 + 1e-12)
         return coldness, self.n_pos * math.exp(-coldness * margin)
 
     # ------------------------------------------------------------------ the pass

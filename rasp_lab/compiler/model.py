@@ -9,6 +9,7 @@ as that contract requires, while `apply` runs the compact per-layer weights.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -180,12 +181,11 @@ class CompiledModel:
             self.output_encoder = CategoricalOutputEncoder(self.output_location.values)
         self.residual_labels = layout.labels
         self._shapes = tuple(LayerShape(lw.num_heads, lw.head_size, lw.mlp_hidden) for lw in weights.layers)
-        padded = pad(weights)
         self.model_config = ModelConfig(
-            num_heads=padded.layers[0].num_heads,
+            num_heads=max(1, max(s.num_heads for s in self._shapes)),
             num_layers=len(weights.layers),
-            key_size=padded.layers[0].head_size,
-            mlp_hidden_size=padded.layers[0].mlp_hidden,
+            key_size=max(s.head_size for s in self._shapes),
+            mlp_hidden_size=max(1, max(s.mlp_hidden for s in self._shapes)),
             layer_norm=False,
             causal=causal,
             max_seq_len=sets.max_seq_len,
@@ -193,8 +193,6 @@ class CompiledModel:
             layer_shapes=self._shapes,
         )
         self.compact_params = _params(weights)
-        self.params = _params(padded)
-        self._padded_shapes = [LayerShape(lw.num_heads, lw.head_size, lw.mlp_hidden) for lw in padded.layers]
         self._transformed = haiku_forward(
             list(self._shapes),
             n_tokens=len(emb.tokens),
@@ -206,6 +204,23 @@ class CompiledModel:
         self._jitted = jax.jit(self._transformed.apply)
 
     # ------------------------------------------------------------------ introspection
+
+    @functools.cached_property
+    def _padded(self) -> Weights:
+        return pad(self.weights)
+
+    @property
+    def params(self) -> dict[str, dict[str, np.ndarray]]:
+        """Tracr-layout parameters, every layer padded to the largest shape (built on first use)."""
+        return self._padded_params
+
+    @functools.cached_property
+    def _padded_params(self) -> dict[str, dict[str, np.ndarray]]:
+        return _params(self._padded)
+
+    @property
+    def _padded_shapes(self) -> list[LayerShape]:
+        return [LayerShape(lw.num_heads, lw.head_size, lw.mlp_hidden) for lw in self._padded.layers]
 
     @property
     def heads(self) -> list[HeadInfo]:
