@@ -8,7 +8,7 @@ selector-composition analysis and is refused here with a CompileError naming the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +91,7 @@ def truth(selector: rasp.Selector, keys: dict[str, Any], queries: dict[str, Any]
     raise CompileError(selector.label, f"unknown selector type {type(selector).__name__}")
 
 
-def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], sets: ValueSets) -> Table:
+def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], sets: ValueSets | Mapping[str, frozenset]) -> Table:
     key_sop, query_sop = pair
     keys, queries = sop_values(key_sop, sets), sop_values(query_sop, sets)
     if keys is None or queries is None:
@@ -112,10 +112,10 @@ def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], 
     return Table(key_sop=key_sop, query_sop=query_sop, entries=entries)
 
 
-def sop_values(label: str, sets: ValueSets) -> frozenset | None:
+def sop_values(label: str, sets: ValueSets | Mapping[str, frozenset]) -> frozenset | None:
     """The values of an SOp; `indices` is always in the residual, even if unused."""
     if label == rasp.indices.label and label not in sets:
-        return frozenset(range(sets.max_seq_len))
+        return frozenset(range(sets.max_seq_len))  # type: ignore[union-attr]
     return sets[label]
 
 
@@ -124,7 +124,7 @@ def _none_selects(selected: Callable[[Any, Any], bool], keys: frozenset, queries
     return any(selected(k, q) for k, q in witnesses)
 
 
-def selector_tables(selector: rasp.Selector, sets: ValueSets) -> SelectorTables:
+def selector_tables(selector: rasp.Selector, sets: ValueSets | Mapping[str, frozenset]) -> SelectorTables:
     """The selector as tables summing to `top`, or a CompileError if one head can't hold it."""
     groups: dict[tuple[str, str], list[rasp.Selector]] = {}
     for conjunct in _conjuncts(selector):

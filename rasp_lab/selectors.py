@@ -1,0 +1,764 @@
+"""Which selector compositions fit in one attention head, with a certificate either way.
+
+The head model (see docs/selector_composition.md): the residual holds one one-hot block per
+categorical SOp (the *factored* encoding), or, on one side, one joint one-hot over all that
+side's SOps (a *product* encoding). A head's logit is bilinear, so with blocks it is a sum of
+tables `W_ji[q_j, k_i]` over query blocks j and key blocks i, plus key-only terms `u_i[k_i]`;
+BOS scores `v0 + sum_j v_j[q_j]`. The head is right (Boolean, in the large-logit limit) iff,
+for every query tuple q: all selected keys share one logit M(q); every unselected key scores
+at least 1 below BOS; and M(q) is at least 1 above BOS when q selects anything.
+
+`analyze` decides that exactly over the Cartesian product of the involved value sets:
+conjunctions of single-pair groups fit without an LP (tables summed, BOS at m - 1/2); a
+broken rectangle (for some q, selected key tuples whose coordinates recombine into an
+unselected one) refutes the factored key side directly; otherwise a linear program (scipy's
+HiGHS) finds max-margin weights, or its dual gives a Farkas certificate of impossibility.
+`rank_lower_bound` bounds the QK rank any encoding needs, from an induced matching.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse
+
+from rasp_lab import rasp
+from rasp_lab.compiler.basis import sort_values
+from rasp_lab.compiler.selector_tables import conjunct_pairs, selector_tables, truth
+from rasp_lab.evaluator import topological
+from rasp_lab.value_sets import ValueSets, value_sets as infer_value_sets
+
+__all__ = [
+    "Atom",
+    "Block",
+    "HeadWeights",
+    "Rectangle",
+    "FarkasCertificate",
+    "Fit",
+    "SelectorAnalysis",
+    "analyze",
+    "ENCODINGS",
+]
+
+ENCODINGS = ("factored", "product_keys", "product_queries", "product_both")
+
+
+@dataclass(frozen=True)
+class Atom:
+    """One `Select(keys, queries, predicate)` of the composition."""
+
+    label: str
+    key_sop: str
+    query_sop: str
+    predicate: Any
+
+
+@dataclass(frozen=True)
+class Block:
+    """A one-hot block the head reads: one SOp, or the product of several (values are
+    tuples in `sops` order then)."""
+
+    sops: tuple[str, ...]
+    values: tuple[Any, ...]
+
+    @property
+    def name(self) -> str:
+        return self.sops[0] if len(self.sops) == 1 else f"product({','.join(self.sops)})"
+
+    @property
+    def width(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """A head's QK in table units over blocks: logit(q, k) = sum_ji tables[j, i][q_j, k_i]
+    + sum_i key_bias[i][k_i]; BOS scores bos_const + sum_j bos_query[j][q_j]."""
+
+    query_blocks: tuple[Block, ...]
+    key_blocks: tuple[Block, ...]
+    tables: Mapping[tuple[int, int], np.ndarray]  # (j, i) -> [|query block j|, |key block i|]
+    key_bias: Mapping[int, np.ndarray]  # i -> [|key block i|]
+    bos_query: Mapping[int, np.ndarray]  # j -> [|query block j|]
+    bos_const: float
+    margin: float
+
+    def logits(self, q_index: Mapping[int, np.ndarray], k_index: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(logits [n_q, n_k], bos [n_q]) for query/key tuples given as block value indices."""
+        n_q = len(next(iter(q_index.values())))
+        n_k = len(next(iter(k_index.values())))
+        logits = np.zeros((n_q, n_k))
+        for (j, i), table in self.tables.items():
+            logits += table[q_index[j][:, None], k_index[i][None, :]]
+        for i, bias in self.key_bias.items():
+            logits += bias[k_index[i]][None, :]
+        bos = np.full(n_q, self.bos_const)
+        for j, vec in self.bos_query.items():
+            bos += vec[q_index[j]]
+        return logits, bos
+
+
+@dataclass(frozen=True)
+class Rectangle:
+    """For one query tuple: `selected` key tuples whose coordinates recombine into
+    `unselected`, which a factored (additively separable) key side can't leave out."""
+
+    query: tuple
+    selected: tuple[tuple, ...]
+    unselected: tuple
+
+    def __str__(self) -> str:
+        return (
+            f"query {self.query}: keys {' and '.join(map(str, self.selected))} are selected but "
+            f"{self.unselected} (built from their coordinates) is not"
+        )
+
+
+@dataclass(frozen=True)
+class FarkasCertificate:
+    """Non-negative weights on the head's inequalities (and any weights on its equalities)
+    that sum the constraints to 0 <= -1: no weights can satisfy them all."""
+
+    inequalities: tuple[tuple[str, tuple, tuple, Fraction], ...]
+    """(kind, query tuple, key tuple or (), weight): kind 'unselected' (key <= BOS - 1) or
+    'bos-below-selected' (BOS <= M(q) - 1)."""
+    equalities: tuple[tuple[tuple, tuple, Fraction], ...]
+    """(query tuple, key tuple, weight) for 'selected: logit = M(q)'."""
+    exact: bool
+    """True if verified in exact rational arithmetic."""
+
+    def __str__(self) -> str:
+        return (
+            f"Farkas certificate combining {len(self.inequalities)} inequalities and "
+            f"{len(self.equalities)} equalities ({'exact' if self.exact else 'floating point'})"
+        )
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Whether one encoding fits, with weights (yes) or a certificate (no)."""
+
+    encoding: str
+    width: int
+    fits: bool
+    weights: HeadWeights | None = None
+    witness: Rectangle | FarkasCertificate | None = None
+    method: str = ""
+    """How it was decided: 'conjunction', 'single-pair', 'lp', 'rectangle', 'farkas'."""
+
+
+@dataclass(frozen=True)
+class SelectorAnalysis:
+    selector: rasp.Selector
+    atoms: tuple[Atom, ...]
+    key_sops: tuple[str, ...]
+    query_sops: tuple[str, ...]
+    values: Mapping[str, tuple]
+    pattern: np.ndarray = field(repr=False)
+    """[n_query_tuples, n_key_tuples] bool: the selection over the Cartesian products."""
+    query_tuples: tuple[tuple, ...] = field(repr=False)
+    key_tuples: tuple[tuple, ...] = field(repr=False)
+    fits: Mapping[str, Fit] = field(repr=False)
+    rank_lower_bound: int = 0
+    induced_matching: tuple[tuple[tuple, tuple], ...] = ()
+
+    @property
+    def fits_one_head(self) -> bool:
+        return self.fits["factored"].fits
+
+    @property
+    def widths(self) -> dict[str, int | None]:
+        return {name: (fit.width if fit.fits else None) for name, fit in self.fits.items()}
+
+    @property
+    def encoding(self) -> str:
+        fitting = [fit for fit in self.fits.values() if fit.fits]
+        return min(fitting, key=lambda f: (f.width, ENCODINGS.index(f.encoding))).encoding
+
+    @property
+    def witness(self) -> Rectangle | FarkasCertificate | None:
+        return self.fits["factored"].witness
+
+    def weights(self, encoding: str | None = None) -> HeadWeights:
+        fit = self.fits[encoding or self.encoding]
+        if fit.weights is None:
+            raise ValueError(f"{self.selector.label!r} does not fit the {fit.encoding} encoding")
+        return fit.weights
+
+    def check(self) -> bool:
+        """Verify every decision independently of the solver: weights realise the pattern
+        with a positive margin; certificates combine the constraints to a contradiction."""
+        for fit in self.fits.values():
+            if fit.fits:
+                if fit.weights is None or not _realises(fit.weights, self):
+                    return False
+            elif isinstance(fit.witness, Rectangle):
+                if not _rectangle_holds(fit.witness, self):
+                    return False
+            elif isinstance(fit.witness, FarkasCertificate):
+                if not _certificate_holds(fit.witness, fit.encoding, self):
+                    return False
+            else:
+                return False
+        return _matching_holds(self)
+
+    def describe(self) -> str:
+        lines = [
+            f"selector {self.selector.label!r}: {len(self.atoms)} atom(s) over key SOps {list(self.key_sops)} "
+            f"and query SOps {list(self.query_sops)}",
+            f"  {len(self.query_tuples)} query tuples x {len(self.key_tuples)} key tuples, "
+            f"{int(self.pattern.sum())} selected pairs",
+        ]
+        factored = self.fits["factored"]
+        if factored.fits:
+            how = {
+                "conjunction": "a conjunction: its tables add up, BOS at m - 1/2",
+                "single-pair": "one key SOp and one query SOp: one table",
+                "lp": "the LP found weights",
+            }.get(factored.method, factored.method)
+            lines.append(f"  fits one head with factored one-hots ({how}); width {factored.width}")
+        else:
+            lines.append(f"  does NOT fit one factored head: {factored.witness}")
+            lines.append(f"  cheapest encoding that fits: {self.encoding} (width {self.widths[self.encoding]})")
+        lines.append(
+            "  widths: " + ", ".join(f"{k}={'-' if v is None else v}" for k, v in self.widths.items())
+        )
+        lines.append(
+            f"  any encoding needs QK rank >= {self.rank_lower_bound} "
+            f"(induced matching of {len(self.induced_matching)} unselected pairs)"
+        )
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- analysis
+
+
+def atoms_of(selector: rasp.Selector) -> tuple[Atom, ...]:
+    found = []
+    for node in topological(selector):
+        if isinstance(node, rasp.Select):
+            found.append(Atom(node.label, node.keys.label, node.queries.label, node.predicate))
+        elif isinstance(node, rasp.ConstantSelector):
+            found.append(Atom(node.label, rasp.indices.label, rasp.indices.label, node.value))
+    return tuple(found)
+
+
+def analyze(
+    selector: rasp.Selector,
+    *,
+    vocab: Iterable[Any] | None = None,
+    max_seq_len: int | None = None,
+    value_sets: Mapping[Any, Iterable[Any]] | ValueSets | None = None,
+) -> SelectorAnalysis:
+    """Decide which encodings let one head compute `selector`.
+
+    Give either `vocab` and `max_seq_len` (value sets are inferred) or `value_sets`
+    mapping each involved SOp (or its label) to its values.
+    """
+    if not isinstance(selector, rasp.Selector):
+        raise TypeError(f"analyze() takes a selector, got {type(selector).__name__} {selector!r}")
+    atoms = atoms_of(selector)
+    key_sops = tuple(sorted({a.key_sop for a in atoms}))
+    query_sops = tuple(sorted({a.query_sop for a in atoms}))
+    values = _involved_values(selector, key_sops + query_sops, vocab, max_seq_len, value_sets)
+    key_tuples = tuple(itertools.product(*(values[s] for s in key_sops)))
+    query_tuples = tuple(itertools.product(*(values[s] for s in query_sops)))
+    pattern = _pattern(selector, key_sops, query_sops, values, key_tuples, query_tuples)
+    ctx = _Context(selector, key_sops, query_sops, values, key_tuples, query_tuples, pattern)
+    fits = {"factored": ctx.decide("factored", conjunct_pairs(selector))}
+    for encoding in ENCODINGS[1:]:
+        # A product block can carry any sum of per-SOp tables, so what fits factored fits
+        # every product encoding: expand the weights instead of solving again.
+        if fits["factored"].fits:
+            fits[encoding] = ctx.expanded(fits["factored"], encoding)
+        else:
+            fits[encoding] = ctx.decide(encoding)
+    matching = induced_matching(pattern)
+    return SelectorAnalysis(
+        selector=selector,
+        atoms=atoms,
+        key_sops=key_sops,
+        query_sops=query_sops,
+        values=values,
+        pattern=pattern,
+        query_tuples=query_tuples,
+        key_tuples=key_tuples,
+        fits=fits,
+        rank_lower_bound=max(0, len(matching) - 1),
+        induced_matching=tuple((query_tuples[q], key_tuples[k]) for q, k in matching),
+    )
+
+
+def _involved_values(selector, labels, vocab, max_seq_len, value_sets) -> dict[str, tuple]:
+    if value_sets is None:
+        if vocab is None or max_seq_len is None:
+            raise TypeError("analyze() needs vocab= and max_seq_len=, or value_sets=")
+        sops = {n.label: n for n in topological(selector) if isinstance(n, rasp.SOp)}
+        inferred: dict[str, frozenset] = {}
+        for label in labels:
+            sets = infer_value_sets(sops[label], vocab, max_seq_len)
+            inferred[label] = sets[label]
+        given: Mapping[str, Iterable[Any]] = inferred
+    else:
+        given = {(k.label if isinstance(k, rasp.RASPExpr) else k): v for k, v in value_sets.items()}
+    out = {}
+    for label in labels:
+        if label not in given or given[label] is None:
+            raise ValueError(f"no value set for SOp {label!r} (needed by selector {selector.label!r})")
+        vals = tuple(sort_values(v for v in given[label] if v is not None))
+        if not vals:
+            raise ValueError(f"SOp {label!r} has no values")
+        out[label] = vals
+    return out
+
+
+def _pattern(selector, key_sops, query_sops, values, key_tuples, query_tuples) -> np.ndarray:
+    """[n_q, n_k] bool selection: each atom tabulated over its value pair once, then
+    spread over the product grid and combined with numpy's Boolean algebra."""
+    k_idx = {s: np.array([values[s].index(t[c]) for t in key_tuples]) for c, s in enumerate(key_sops)}
+    q_idx = {s: np.array([values[s].index(t[c]) for t in query_tuples]) for c, s in enumerate(query_sops)}
+
+    def grid(node: rasp.Selector) -> np.ndarray:
+        if isinstance(node, (rasp.Select, rasp.ConstantSelector)):
+            ks = node.keys.label if isinstance(node, rasp.Select) else rasp.indices.label
+            qs = node.queries.label if isinstance(node, rasp.Select) else rasp.indices.label
+            table = np.array(
+                [[truth(node, {ks: k}, {qs: q}) for k in values[ks]] for q in values[qs]], dtype=bool
+            )  # [|values of qs|, |values of ks|]
+            return table[q_idx[qs][:, None], k_idx[ks][None, :]]
+        if isinstance(node, rasp.SelectorAnd):
+            return grid(node.fst) & grid(node.snd)
+        if isinstance(node, rasp.SelectorOr):
+            return grid(node.fst) | grid(node.snd)
+        if isinstance(node, rasp.SelectorNot):
+            return ~grid(node.inner)
+        raise TypeError(f"unknown selector type {type(node).__name__} {node.label!r}")
+
+    return grid(selector)
+
+
+class _Context:
+    def __init__(self, selector, key_sops, query_sops, values, key_tuples, query_tuples, pattern) -> None:
+        self.selector = selector
+        self.key_sops, self.query_sops = key_sops, query_sops
+        self.values = values
+        self.key_tuples, self.query_tuples = key_tuples, query_tuples
+        self.pattern = pattern
+
+    def blocks(self, encoding: str) -> tuple[tuple[Block, ...], tuple[Block, ...]]:
+        def side(sops: tuple[str, ...], joint: bool, tuples: tuple[tuple, ...]) -> tuple[Block, ...]:
+            if joint and len(sops) > 1:
+                return (Block(sops, tuples),)
+            return tuple(Block((s,), self.values[s]) for s in sops)
+
+        q_joint = encoding in ("product_queries", "product_both")
+        k_joint = encoding in ("product_keys", "product_both")
+        return side(self.query_sops, q_joint, self.query_tuples), side(self.key_sops, k_joint, self.key_tuples)
+
+    def indices(self, blocks: tuple[Block, ...], sops: tuple[str, ...], tuples: tuple[tuple, ...]) -> dict[int, np.ndarray]:
+        """Block -> [n_tuples] index of each tuple's value within that block."""
+        out = {}
+        for b, block in enumerate(blocks):
+            position = {v: i for i, v in enumerate(block.values)}
+            cols = [sops.index(s) for s in block.sops]
+            if len(block.sops) == 1:
+                out[b] = np.array([position[t[cols[0]]] for t in tuples])
+            else:
+                out[b] = np.array([position[tuple(t[c] for c in cols)] for t in tuples])
+        return out
+
+    def decide(self, encoding: str, conjuncts: list | None = None) -> Fit:
+        q_blocks, k_blocks = self.blocks(encoding)
+        width = sum(b.width for b in q_blocks) + sum(b.width for b in k_blocks)
+        if encoding == "factored" and conjuncts is not None:
+            if len(self.key_sops) == 1 and len(self.query_sops) == 1:
+                return Fit(encoding, width, True, self._table_weights(q_blocks, k_blocks), None, "single-pair")
+            if all(len(pairs) == 1 for pairs in conjuncts):
+                return Fit(encoding, width, True, self._conjunction_weights(q_blocks, k_blocks), None, "conjunction")
+        if len(k_blocks) > 1:
+            rectangle = self._broken_rectangle()
+            if rectangle is not None:
+                return Fit(encoding, width, False, None, rectangle, "rectangle")
+        if len(q_blocks) == 1 and len(k_blocks) == 1:
+            return Fit(encoding, width, True, self._table_weights(q_blocks, k_blocks), None, "single-pair")
+        weights, certificate = _solve(self, q_blocks, k_blocks)
+        if weights is not None:
+            return Fit(encoding, width, True, weights, None, "lp")
+        return Fit(encoding, width, False, None, certificate, "farkas")
+
+    def expanded(self, fit: Fit, encoding: str) -> Fit:
+        """`fit`'s weights re-expressed on the (coarser) blocks of `encoding`: a product
+        block's entry is the sum of the per-SOp entries of its tuple's coordinates."""
+        q_blocks, k_blocks = self.blocks(encoding)
+        width = sum(b.width for b in q_blocks) + sum(b.width for b in k_blocks)
+        old = fit.weights
+        if old is None:
+            raise ValueError("only a fitting encoding can be expanded")
+        q_owner, q_sub = _coarsen(old.query_blocks, q_blocks)
+        k_owner, k_sub = _coarsen(old.key_blocks, k_blocks)
+        tables: dict[tuple[int, int], np.ndarray] = {}
+        for (j, i), table in old.tables.items():
+            key = (q_owner[j], k_owner[i])
+            tables[key] = tables.get(key, 0.0) + table[q_sub[j][:, None], k_sub[i][None, :]]
+        bias: dict[int, np.ndarray] = {}
+        for i, vec in old.key_bias.items():
+            bias[k_owner[i]] = bias.get(k_owner[i], 0.0) + vec[k_sub[i]]
+        bos: dict[int, np.ndarray] = {}
+        for j, vec in old.bos_query.items():
+            bos[q_owner[j]] = bos.get(q_owner[j], 0.0) + vec[q_sub[j]]
+        weights = HeadWeights(q_blocks, k_blocks, tables, bias, bos, old.bos_const, old.margin)
+        return Fit(encoding, width, True, weights, None, f"expanded from {fit.method}")
+
+    def _table_weights(self, q_blocks, k_blocks) -> HeadWeights:
+        """One block a side: the pattern itself is the table (x2), BOS at 1."""
+        qi = self.indices(q_blocks, self.query_sops, self.query_tuples)[0]
+        ki = self.indices(k_blocks, self.key_sops, self.key_tuples)[0]
+        table = np.zeros((q_blocks[0].width, k_blocks[0].width))
+        table[qi[:, None], ki[None, :]] = np.where(self.pattern, 2.0, 0.0)
+        return HeadWeights(q_blocks, k_blocks, {(0, 0): table}, {}, {}, 1.0, 1.0)
+
+    def _conjunction_weights(self, q_blocks, k_blocks) -> HeadWeights:
+        """Each conjunct group's 0/1 table (x2) added up; selected iff all m hold, BOS at 2m - 1."""
+        sets = {label: frozenset(vals) for label, vals in self.values.items()}
+        tables = selector_tables(self.selector, sets)
+        q_pos = {b.sops[0]: j for j, b in enumerate(q_blocks)}
+        k_pos = {b.sops[0]: i for i, b in enumerate(k_blocks)}
+        out: dict[tuple[int, int], np.ndarray] = {}
+        for table in tables.tables:
+            j, i = q_pos[table.query_sop], k_pos[table.key_sop]
+            q_index = {v: n for n, v in enumerate(q_blocks[j].values)}
+            k_index = {v: n for n, v in enumerate(k_blocks[i].values)}
+            arr = out.setdefault((j, i), np.zeros((q_blocks[j].width, k_blocks[i].width)))
+            for (q, k), bit in table.entries.items():
+                arr[q_index[q], k_index[k]] += 2.0 * bit
+        return HeadWeights(q_blocks, k_blocks, out, {}, {}, 2.0 * tables.top - 1.0, 1.0)
+
+    def _broken_rectangle(self) -> Rectangle | None:
+        """A query whose selected key tuples are not a product set (needs >= 2 key SOps)."""
+        for qi, q in enumerate(self.query_tuples):
+            selected = [self.key_tuples[k] for k in np.flatnonzero(self.pattern[qi])]
+            if len(selected) < 2:
+                continue
+            chosen = set(selected)
+            projections = [sorted({t[c] for t in selected}, key=repr) for c in range(len(self.key_sops))]
+            for candidate in itertools.product(*projections):
+                if candidate in chosen:
+                    continue
+                sources = []
+                for c, value in enumerate(candidate):
+                    source = next(t for t in selected if t[c] == value)
+                    if source not in sources:
+                        sources.append(source)
+                return Rectangle(query=q, selected=tuple(sources), unselected=candidate)
+        return None
+
+
+def _coarsen(old: tuple[Block, ...], new: tuple[Block, ...]) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+    """For each old block: the new block containing its SOps, and, for every value of that
+    new block, the index of the old block's value (its coordinate) -> [new block width]."""
+    owner: dict[int, int] = {}
+    sub: dict[int, np.ndarray] = {}
+    for o, ob in enumerate(old):
+        n = next(n for n, nb in enumerate(new) if set(ob.sops) <= set(nb.sops))
+        nb = new[n]
+        position = {v: i for i, v in enumerate(ob.values)}
+        cols = [nb.sops.index(s) for s in ob.sops]
+
+        def coordinate(value: Any, cols: list[int] = cols, joint: bool = len(nb.sops) > 1, single: bool = len(ob.sops) == 1) -> Any:
+            if not joint:
+                return value
+            picked = tuple(value[c] for c in cols)
+            return picked[0] if single else picked
+
+        owner[o] = n
+        sub[o] = np.array([position[coordinate(v)] for v in nb.values])
+    return owner, sub
+
+
+# ------------------------------------------------------------------------------- the LP
+
+
+def _solve(ctx: _Context, q_blocks, k_blocks) -> tuple[HeadWeights | None, FarkasCertificate | None]:
+    lp = _LinearProgram(ctx, q_blocks, k_blocks)
+    weights = lp.feasible()
+    if weights is not None:
+        return weights, None
+    return None, lp.certificate()
+
+
+class _LinearProgram:
+    """Unknowns x = [tables, key biases, BOS-query terms, BOS const, M(q)...]; rows:
+    selected (logit - M(q) = 0), unselected (logit - BOS <= -1), bos-below (BOS - M(q) <= -1)."""
+
+    def __init__(self, ctx: _Context, q_blocks, k_blocks) -> None:
+        self.ctx, self.q_blocks, self.k_blocks = ctx, q_blocks, k_blocks
+        self.q_idx = ctx.indices(q_blocks, ctx.query_sops, ctx.query_tuples)
+        self.k_idx = ctx.indices(k_blocks, ctx.key_sops, ctx.key_tuples)
+        offset = 0
+        self.table_off: dict[tuple[int, int], int] = {}
+        for j, qb in enumerate(q_blocks):
+            for i, kb in enumerate(k_blocks):
+                self.table_off[(j, i)] = offset
+                offset += qb.width * kb.width
+        self.bias_off: dict[int, int] = {}
+        for i, kb in enumerate(k_blocks):
+            self.bias_off[i] = offset
+            offset += kb.width
+        self.bos_off: dict[int, int] = {}
+        for j, qb in enumerate(q_blocks):
+            self.bos_off[j] = offset
+            offset += qb.width
+        self.bos_const = offset
+        offset += 1
+        self.n_weights = offset
+        self.m_off = offset
+        offset += len(ctx.query_tuples)
+        self.n_vars = offset
+        self._build()
+
+    def _logit_cols(self, q: int, k: int) -> list[int]:
+        cols = []
+        for (j, i), off in self.table_off.items():
+            cols.append(off + self.q_idx[j][q] * self.k_blocks[i].width + self.k_idx[i][k])
+        for i, off in self.bias_off.items():
+            cols.append(off + self.k_idx[i][k])
+        return cols
+
+    def _bos_cols(self, q: int) -> list[int]:
+        return [off + self.q_idx[j][q] for j, off in self.bos_off.items()] + [self.bos_const]
+
+    def _build(self) -> None:
+        """The constraint rows, built as whole [n_q, n_k] index grids (no Python loop over pairs)."""
+        pattern = self.ctx.pattern
+        n_q, n_k = pattern.shape
+        logit_cols = [
+            off + self.q_idx[j][:, None] * self.k_blocks[i].width + self.k_idx[i][None, :]
+            for (j, i), off in self.table_off.items()
+        ] + [np.broadcast_to(off + self.k_idx[i][None, :], (n_q, n_k)) for i, off in self.bias_off.items()]
+        bos_cols = [off + self.q_idx[j] for j, off in self.bos_off.items()] + [np.full(n_q, self.bos_const)]
+        m_cols = self.m_off + np.arange(n_q)
+
+        sel_q, sel_k = np.nonzero(pattern)
+        n_eq = len(sel_q)
+        eq_rows = np.concatenate([np.arange(n_eq)] * (len(logit_cols) + 1))
+        eq_cols = np.concatenate([c[sel_q, sel_k] for c in logit_cols] + [m_cols[sel_q]])
+        eq_vals = np.concatenate([np.ones(n_eq)] * len(logit_cols) + [-np.ones(n_eq)])
+        self.eq_meta = list(zip(sel_q.tolist(), sel_k.tolist()))
+
+        un_q, un_k = np.nonzero(~pattern)
+        n_un = len(un_q)
+        has_selected = np.flatnonzero(pattern.any(axis=1))
+        n_bb = len(has_selected)
+        un_rows = np.arange(n_un)
+        bb_rows = n_un + np.arange(n_bb)
+        ub_rows = np.concatenate(
+            [un_rows] * (len(logit_cols) + len(bos_cols)) + [bb_rows] * (len(bos_cols) + 1)
+        )
+        ub_cols = np.concatenate(
+            [c[un_q, un_k] for c in logit_cols]
+            + [c[un_q] for c in bos_cols]
+            + [c[has_selected] for c in bos_cols]
+            + [m_cols[has_selected]]
+        )
+        ub_vals = np.concatenate(
+            [np.ones(n_un)] * len(logit_cols)
+            + [-np.ones(n_un)] * len(bos_cols)
+            + [np.ones(n_bb)] * len(bos_cols)
+            + [-np.ones(n_bb)]
+        )
+        self.ub_meta = [("unselected", q, k) for q, k in zip(un_q.tolist(), un_k.tolist())] + [
+            ("bos-below-selected", q, -1) for q in has_selected.tolist()
+        ]
+        self.A_eq = scipy.sparse.csr_matrix((eq_vals, (eq_rows, eq_cols)), shape=(n_eq, self.n_vars))
+        self.A_ub = scipy.sparse.csr_matrix((ub_vals, (ub_rows, ub_cols)), shape=(n_un + n_bb, self.n_vars))
+
+    def feasible(self) -> HeadWeights | None:
+        """Weights meeting every constraint with margin 1 (free variables: exact decision)."""
+        n_eq = self.A_eq.shape[0]
+        result = scipy.optimize.linprog(
+            np.zeros(self.n_vars),
+            A_ub=self.A_ub,
+            b_ub=-np.ones(self.A_ub.shape[0]),
+            A_eq=self.A_eq if n_eq else None,
+            b_eq=np.zeros(n_eq) if n_eq else None,
+            bounds=[(None, None)] * self.n_vars,
+            method="highs-ds",
+        )
+        if result.status != 0:
+            return None
+        return self._weights(result.x[: self.n_vars])
+
+    def _weights(self, x: np.ndarray) -> HeadWeights:
+        tables = {
+            (j, i): x[off : off + self.q_blocks[j].width * self.k_blocks[i].width].reshape(
+                self.q_blocks[j].width, self.k_blocks[i].width
+            )
+            for (j, i), off in self.table_off.items()
+        }
+        bias = {i: x[off : off + self.k_blocks[i].width] for i, off in self.bias_off.items()}
+        bos = {j: x[off : off + self.q_blocks[j].width] for j, off in self.bos_off.items()}
+        return HeadWeights(self.q_blocks, self.k_blocks, tables, bias, bos, float(x[self.bos_const]), 1.0)
+
+    def certificate(self) -> FarkasCertificate | None:
+        """z >= 0 on the inequalities and y on the equalities with A_ub^T z + A_eq^T y = 0 and
+        sum z = 1: the constraints (all homogeneous but their margin of 1) then sum to 0 <= -1."""
+        n_ub, n_eq = self.A_ub.shape[0], self.A_eq.shape[0]
+        # Variables [z (n_ub, >= 0), y (n_eq, free)]; A_ub^T z + A_eq^T y = 0; sum z = 1.
+        a = scipy.sparse.vstack(
+            [
+                scipy.sparse.hstack([self.A_ub.T, self.A_eq.T]) if n_eq else self.A_ub.T,
+                scipy.sparse.hstack([scipy.sparse.csr_matrix(np.ones((1, n_ub))), scipy.sparse.csr_matrix((1, n_eq))])
+                if n_eq
+                else scipy.sparse.csr_matrix(np.ones((1, n_ub))),
+            ]
+        ).tocsr()
+        b = np.zeros(a.shape[0])
+        b[-1] = 1.0
+        cost = np.concatenate([np.ones(n_ub), np.zeros(n_eq)])  # prefer sparse certificates
+        bounds = [(0, None)] * n_ub + [(None, None)] * n_eq
+        result = scipy.optimize.linprog(cost, A_eq=a, b_eq=b, bounds=bounds, method="highs")
+        if result.status != 0:
+            return None
+        z, y = result.x[:n_ub], result.x[n_ub:]
+        return self._rationalise(z, y)
+
+    def _rationalise(self, z: np.ndarray, y: np.ndarray) -> FarkasCertificate:
+        ctx = self.ctx
+        zr = [Fraction(float(v)).limit_denominator(10**6) if v > 1e-12 else Fraction(0) for v in z]
+        yr = [Fraction(float(v)).limit_denominator(10**6) if abs(v) > 1e-12 else Fraction(0) for v in y]
+        exact = _combination_is_zero(self.A_ub, self.A_eq, zr, yr)
+        inequalities = tuple(
+            (kind, ctx.query_tuples[q], ctx.key_tuples[k] if k >= 0 else (), weight)
+            for (kind, q, k), weight in zip(self.ub_meta, zr)
+            if weight != 0
+        )
+        equalities = tuple(
+            (ctx.query_tuples[q], ctx.key_tuples[k], weight) for (q, k), weight in zip(self.eq_meta, yr) if weight != 0
+        )
+        return FarkasCertificate(inequalities, equalities, exact)
+
+
+def _combination_is_zero(a_ub, a_eq, z: list[Fraction], y: list[Fraction]) -> bool:
+    if any(v < 0 for v in z) or sum(z) <= 0:
+        return False
+    total: dict[int, Fraction] = {}
+    for matrix, weights in ((a_ub.tocoo(), z), (a_eq.tocoo(), y)):
+        for r, c, v in zip(matrix.row, matrix.col, matrix.data):
+            if weights[r]:
+                total[c] = total.get(c, Fraction(0)) + weights[r] * Fraction(float(v))
+    return all(v == 0 for v in total.values())
+
+
+# ------------------------------------------------------------------------ verification
+
+
+def _realises(weights: HeadWeights, a: SelectorAnalysis, tol: float = 1e-6) -> bool:
+    ctx = _Context(a.selector, a.key_sops, a.query_sops, a.values, a.key_tuples, a.query_tuples, a.pattern)
+    q_idx = ctx.indices(weights.query_blocks, a.query_sops, a.query_tuples)
+    k_idx = ctx.indices(weights.key_blocks, a.key_sops, a.key_tuples)
+    logits, bos = weights.logits(q_idx, k_idx)
+    margin = weights.margin - tol
+    for q in range(a.pattern.shape[0]):
+        sel = a.pattern[q]
+        if sel.any():
+            top = logits[q, sel]
+            if top.max() - top.min() > tol or top.min() < bos[q] + margin:
+                return False
+        if (~sel).any() and logits[q, ~sel].max() > bos[q] - margin:
+            return False
+    return True
+
+
+def _rectangle_holds(r: Rectangle, a: SelectorAnalysis) -> bool:
+    q = a.query_tuples.index(r.query)
+    selected = all(a.pattern[q, a.key_tuples.index(k)] for k in r.selected)
+    unselected = not a.pattern[q, a.key_tuples.index(r.unselected)]
+    coords_from_sources = all(any(k[c] == r.unselected[c] for k in r.selected) for c in range(len(a.key_sops)))
+    return selected and unselected and coords_from_sources and len(a.key_sops) > 1
+
+
+def _certificate_holds(cert: FarkasCertificate, encoding: str, a: SelectorAnalysis) -> bool:
+    """Rebuild the constraint rows named in the certificate and sum them exactly."""
+    ctx = _Context(a.selector, a.key_sops, a.query_sops, a.values, a.key_tuples, a.query_tuples, a.pattern)
+    q_blocks, k_blocks = ctx.blocks(encoding)
+    lp = _LinearProgram(ctx, q_blocks, k_blocks)
+    total: dict[Any, Fraction] = {}
+    q_of = {t: i for i, t in enumerate(a.query_tuples)}
+    k_of = {t: i for i, t in enumerate(a.key_tuples)}
+
+    def add(cols: list[int], weight: Fraction) -> None:
+        for c in cols:
+            total[c] = total.get(c, Fraction(0)) + weight
+
+    for kind, qt, kt, weight in cert.inequalities:
+        q = q_of[qt]
+        if weight < 0:
+            return False
+        if kind == "unselected":
+            if a.pattern[q, k_of[kt]]:
+                return False
+            add(lp._logit_cols(q, k_of[kt]), weight)
+            add(lp._bos_cols(q), -weight)
+        elif kind == "bos-below-selected":
+            if not a.pattern[q].any():
+                return False
+            add(lp._bos_cols(q), weight)
+            add([lp.m_off + q], -weight)
+        else:
+            return False
+    for qt, kt, weight in cert.equalities:
+        q, k = q_of[qt], k_of[kt]
+        if not a.pattern[q, k]:
+            return False
+        add(lp._logit_cols(q, k), weight)
+        add([lp.m_off + q], -weight)
+    positive = sum(w for _, _, _, w in cert.inequalities)
+    return positive > 0 and all(v == 0 for v in total.values()) if cert.exact else positive > 0 and all(
+        abs(float(v)) < 1e-6 for v in total.values()
+    )
+
+
+def induced_matching(pattern: np.ndarray, restarts: int = 8) -> list[tuple[int, int]]:
+    """Unselected pairs (q_t, k_t) with every (q_s, k_t), s != t, selected: a greedy search
+    (rows with few unselected keys first, then seeded shuffles), keeping the largest."""
+    unselected = [(q, k) for q, k in zip(*np.nonzero(~pattern))]
+    if not unselected:
+        return []
+    per_row = (~pattern).sum(axis=1)
+    orders = [sorted(unselected, key=lambda p: (per_row[p[0]], p))]
+    rng = np.random.default_rng(0)
+    for _ in range(restarts):
+        orders.append([unselected[i] for i in rng.permutation(len(unselected))])
+    best: list[tuple[int, int]] = []
+    for order in orders:
+        chosen: list[tuple[int, int]] = []
+        rows, cols = set(), set()
+        for q, k in order:
+            if q in rows or k in cols:
+                continue
+            if all(pattern[q2, k] and pattern[q, k2] for q2, k2 in chosen):
+                chosen.append((q, k))
+                rows.add(q), cols.add(k)
+        if len(chosen) > len(best):
+            best = chosen
+    return [(int(q), int(k)) for q, k in best]
+
+
+def _matching_holds(a: SelectorAnalysis) -> bool:
+    q_of = {t: i for i, t in enumerate(a.query_tuples)}
+    k_of = {t: i for i, t in enumerate(a.key_tuples)}
+    pairs = [(q_of[q], k_of[k]) for q, k in a.induced_matching]
+    for s, (qs, ks) in enumerate(pairs):
+        if a.pattern[qs, ks]:
+            return False
+        for t, (qt, kt) in enumerate(pairs):
+            if s != t and not a.pattern[qs, kt]:
+                return False
+    return a.rank_lower_bound == max(0, len(pairs) - 1)
+
