@@ -1,12 +1,12 @@
 """The compiler pipeline, in order: this function is the table of contents.
 
-    program -> value sets (and graph) -> validation -> selector lowering -> blocks
+    program -> value sets (and graph) -> validation -> selector plans -> blocks
             -> layers -> residual layout -> weights -> CompiledModel
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rasp_lab import rasp
@@ -14,7 +14,7 @@ from rasp_lab.compiler.assemble import assemble
 from rasp_lab.compiler.blocks import NeedsPrecision, build_blocks
 from rasp_lab.compiler.layers import allocate_layers
 from rasp_lab.compiler.layout import residual_layout
-from rasp_lab.compiler.lower import lower_program
+from rasp_lab.compiler.selector_plans import plan_selectors
 from rasp_lab.compiler.model import CompiledModel
 from rasp_lab.compiler.selector_tables import CompileError
 from rasp_lab.validation import ValidationError, check
@@ -40,13 +40,16 @@ def compile_rasp_to_model(
     mlp_exactness: float = 100,
     *,
     leak: float = DEFAULT_LEAK,
+    selector_strategy: str | Mapping[str, str] = "auto",
 ) -> CompiledModel:
     """Compile `program` into a transformer that agrees with `rasp.evaluate` on every input
     over `vocab` of length 1..max_seq_len (Tracr's signature; `mlp_exactness` is accepted
     and unused: MLP sharpness is derived from the value sets instead).
 
     Raises ValidationError listing every problem `validate` finds, or CompileError naming
-    the expression that can't be compiled.
+    the expression that can't be compiled. `selector_strategy` ("auto", an encoding,
+    "multi_head", or a dict selector label -> one of those) chooses how selectors become
+    heads (see rasp_lab/compiler/selector_plans.py).
     """
     del mlp_exactness
     if not isinstance(program, rasp.SOp):
@@ -57,23 +60,23 @@ def compile_rasp_to_model(
     errors = [p for p in check(program, sets, causal=causal, budget=COMPILE_SEARCH_BUDGET) if p.severity == "error"]
     if errors:
         raise ValidationError(errors)
-    lowered = lower_program(program, sets)
-    if lowered is not program:
-        sets = value_sets(lowered, vocab, max_seq_len)
+    plans = plan_selectors(program, sets, selector_strategy)
+    if plans.program is not program or plans.extra:
+        sets = value_sets(plans.program, vocab, max_seq_len, extra=plans.extra)
     graph = sets.graph
     target = float(leak)
     for _ in range(_PRECISION_STEPS):
         try:
-            plan = build_blocks(graph, sets, bos=compiler_bos, pad=compiler_pad, leak=target)
+            blocks = build_blocks(graph, sets, plans, bos=compiler_bos, pad=compiler_pad, leak=target)
             break
         except NeedsPrecision:
             target /= 100
     else:
         raise CompileError(program.label, f"no head leak down to {target:.1e} makes every numerical MLP exact")
-    layers = allocate_layers(plan)
-    layout = residual_layout(plan, layers)
-    weights = assemble(plan, layers, layout)
-    return CompiledModel(program, sets, plan, layers, layout, weights, causal=causal, leak=target)
+    layers = allocate_layers(blocks)
+    layout = residual_layout(blocks, layers)
+    weights = assemble(blocks, layers, layout)
+    return CompiledModel(program, sets, blocks, layers, layout, weights, causal=causal, leak=target)
 
 
 def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
@@ -85,8 +88,16 @@ def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
     pad: Any = "PAD",
     causal: bool = False,
     leak: float = DEFAULT_LEAK,
+    selector_strategy: str | Mapping[str, str] = "auto",
 ) -> CompiledModel:
     """Compile `program`; see compile_rasp_to_model."""
     return compile_rasp_to_model(
-        program, vocab, max_seq_len, causal=causal, compiler_bos=bos, compiler_pad=pad, leak=leak
+        program,
+        vocab,
+        max_seq_len,
+        causal=causal,
+        compiler_bos=bos,
+        compiler_pad=pad,
+        leak=leak,
+        selector_strategy=selector_strategy,
     )

@@ -7,7 +7,7 @@ same thing (e.g. the same Map built twice) and are merged into one node.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import networkx as nx
@@ -51,14 +51,22 @@ class ProgramGraph:
         return tuple(label for label in self.order if isinstance(self.nodes[label], rasp.Selector))
 
 
-def build_graph(program: rasp.RASPExpr) -> ProgramGraph:
-    """The graph of `program`; raises LabelCollisionError for ambiguous labels."""
+def build_graph(program: rasp.RASPExpr, extra: Iterable[rasp.RASPExpr] = ()) -> ProgramGraph:
+    """The graph of `program` (plus `extra` expressions to compute alongside it, such as the
+    compiler's product SOps); raises LabelCollisionError for ambiguous labels."""
     if not isinstance(program, rasp.RASPExpr):
         raise TypeError(f"expected a RASP expression, got {type(program).__name__} {program!r}")
     nodes: dict[str, rasp.RASPExpr] = {}
     order: list[str] = []
     graph = nx.DiGraph()
-    for expr in topological(program):
+    seen: set[int] = set()
+    exprs = []
+    for root in (*extra, program):  # extras first: the program's heads read them
+        for expr in topological(root):
+            if id(expr) not in seen:
+                seen.add(id(expr))
+                exprs.append(expr)
+    for expr in exprs:
         label = expr.label
         known = nodes.get(label)
         if known is None:

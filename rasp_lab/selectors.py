@@ -191,6 +191,21 @@ class SelectorAnalysis:
             raise ValueError(f"{self.selector.label!r} does not fit the {fit.encoding} encoding")
         return fit.weights
 
+    def head_weights(self, encoding: str | None = None, *, width: bool = False) -> HeadWeights | None:
+        """Weights for a head on `encoding` (default: the cheapest that fits). With width=True,
+        for a SelectorWidth head: BOS shares the selected keys' logit instead of sitting 1
+        below it (a separate LP, None if that can't be met on this encoding)."""
+        fit = self.fits[encoding or self.encoding]
+        if not width:
+            return fit.weights
+        ctx = _Context(self.selector, self.key_sops, self.query_sops, self.values, self.key_tuples, self.query_tuples, self.pattern)
+        q_blocks, k_blocks = ctx.blocks(fit.encoding)
+        if fit.method.split()[-1] in ("conjunction", "single-pair") or (len(q_blocks) == 1 and len(k_blocks) == 1):
+            base = fit.weights if fit.weights is not None else ctx._table_weights(q_blocks, k_blocks)
+            # Tables are 2 per satisfied group; BOS one unit higher reaches the top, 2m.
+            return HeadWeights(base.query_blocks, base.key_blocks, base.tables, base.key_bias, base.bos_query, base.bos_const + 1.0, base.margin)
+        return _LinearProgram(ctx, q_blocks, k_blocks, width=True).feasible()
+
     def check(self) -> bool:
         """Verify every decision independently of the solver: weights realise the pattern
         with a positive margin; certificates combine the constraints to a contradiction."""
@@ -376,11 +391,9 @@ class _Context:
     def decide(self, encoding: str, conjuncts: list | None = None) -> Fit:
         q_blocks, k_blocks = self.blocks(encoding)
         width = sum(b.width for b in q_blocks) + sum(b.width for b in k_blocks)
-        if encoding == "factored" and conjuncts is not None:
-            if len(self.key_sops) == 1 and len(self.query_sops) == 1:
-                return Fit(encoding, width, True, self._table_weights(q_blocks, k_blocks), None, "single-pair")
-            if all(len(pairs) == 1 for pairs in conjuncts):
-                return Fit(encoding, width, True, self._conjunction_weights(q_blocks, k_blocks), None, "conjunction")
+        if encoding == "factored" and conjuncts is not None and all(len(pairs) == 1 for pairs in conjuncts):
+            method = "single-pair" if len(conjuncts) == 1 else "conjunction"
+            return Fit(encoding, width, True, conjunction_weights(self.selector, self.values), None, method)
         if len(k_blocks) > 1:
             rectangle = self._broken_rectangle()
             if rectangle is not None:
@@ -423,22 +436,6 @@ class _Context:
         table[qi[:, None], ki[None, :]] = np.where(self.pattern, 2.0, 0.0)
         return HeadWeights(q_blocks, k_blocks, {(0, 0): table}, {}, {}, 1.0, 1.0)
 
-    def _conjunction_weights(self, q_blocks, k_blocks) -> HeadWeights:
-        """Each conjunct group's 0/1 table (x2) added up; selected iff all m hold, BOS at 2m - 1."""
-        sets = {label: frozenset(vals) for label, vals in self.values.items()}
-        tables = selector_tables(self.selector, sets)
-        q_pos = {b.sops[0]: j for j, b in enumerate(q_blocks)}
-        k_pos = {b.sops[0]: i for i, b in enumerate(k_blocks)}
-        out: dict[tuple[int, int], np.ndarray] = {}
-        for table in tables.tables:
-            j, i = q_pos[table.query_sop], k_pos[table.key_sop]
-            q_index = {v: n for n, v in enumerate(q_blocks[j].values)}
-            k_index = {v: n for n, v in enumerate(k_blocks[i].values)}
-            arr = out.setdefault((j, i), np.zeros((q_blocks[j].width, k_blocks[i].width)))
-            for (q, k), bit in table.entries.items():
-                arr[q_index[q], k_index[k]] += 2.0 * bit
-        return HeadWeights(q_blocks, k_blocks, out, {}, {}, 2.0 * tables.top - 1.0, 1.0)
-
     def _broken_rectangle(self) -> Rectangle | None:
         """A query whose selected key tuples are not a product set (needs >= 2 key SOps)."""
         for qi, q in enumerate(self.query_tuples):
@@ -457,6 +454,29 @@ class _Context:
                         sources.append(source)
                 return Rectangle(query=q, selected=tuple(sources), unselected=candidate)
         return None
+
+
+def conjunction_weights(selector: rasp.Selector, values: Mapping[str, tuple], *, width: bool = False) -> HeadWeights:
+    """Weights for a conjunction of groups, each on one (key SOp, query SOp) pair, on the
+    factored blocks, with no grid and no LP: each group's 0/1 table doubled and added up,
+    so a key scores 2m exactly when all m groups hold; BOS at 2m - 1 (2m for a width head).
+    `values` maps each involved SOp label to its (non-None) values."""
+    sets = {label: frozenset(vals) for label, vals in values.items()}
+    tables = selector_tables(selector, sets)
+    query_sops = sorted({t.query_sop for t in tables.tables})
+    key_sops = sorted({t.key_sop for t in tables.tables})
+    q_blocks = tuple(Block((label,), tuple(values[label])) for label in query_sops)
+    k_blocks = tuple(Block((label,), tuple(values[label])) for label in key_sops)
+    out: dict[tuple[int, int], np.ndarray] = {}
+    for table in tables.tables:
+        j, i = query_sops.index(table.query_sop), key_sops.index(table.key_sop)
+        q_index = {v: n for n, v in enumerate(q_blocks[j].values)}
+        k_index = {v: n for n, v in enumerate(k_blocks[i].values)}
+        arr = out.setdefault((j, i), np.zeros((q_blocks[j].width, k_blocks[i].width)))
+        for (q, k), bit in table.entries.items():
+            arr[q_index[q], k_index[k]] += 2.0 * bit
+    bos = 2.0 * tables.top - (0.0 if width else 1.0)
+    return HeadWeights(q_blocks, k_blocks, out, {}, {}, bos, 1.0)
 
 
 def _coarsen(old: tuple[Block, ...], new: tuple[Block, ...]) -> tuple[dict[int, int], dict[int, np.ndarray]]:
@@ -496,8 +516,9 @@ class _LinearProgram:
     """Unknowns x = [tables, key biases, BOS-query terms, BOS const, M(q)...]; rows:
     selected (logit - M(q) = 0), unselected (logit - BOS <= -1), bos-below (BOS - M(q) <= -1)."""
 
-    def __init__(self, ctx: _Context, q_blocks, k_blocks) -> None:
+    def __init__(self, ctx: _Context, q_blocks, k_blocks, width: bool = False) -> None:
         self.ctx, self.q_blocks, self.k_blocks = ctx, q_blocks, k_blocks
+        self.width = width
         self.q_idx = ctx.indices(q_blocks, ctx.query_sops, ctx.query_tuples)
         self.k_idx = ctx.indices(k_blocks, ctx.key_sops, ctx.key_tuples)
         offset = 0
@@ -551,9 +572,19 @@ class _LinearProgram:
         eq_vals = np.concatenate([np.ones(n_eq)] * len(logit_cols) + [-np.ones(n_eq)])
         self.eq_meta = list(zip(sel_q.tolist(), sel_k.tolist()))
 
+        has_selected = np.flatnonzero(pattern.any(axis=1))
+        if self.width:
+            # SelectorWidth heads attend BOS alongside the selected keys: BOS(q) = M(q).
+            rows = n_eq + np.arange(len(has_selected))
+            eq_rows = np.concatenate([eq_rows] + [rows] * (len(bos_cols) + 1))
+            eq_cols = np.concatenate([eq_cols] + [c[has_selected] for c in bos_cols] + [m_cols[has_selected]])
+            eq_vals = np.concatenate([eq_vals] + [np.ones(len(rows))] * len(bos_cols) + [-np.ones(len(rows))])
+            self.eq_meta += [(q, -1) for q in has_selected.tolist()]
+            n_eq += len(rows)
+            has_selected = has_selected[:0]
+
         un_q, un_k = np.nonzero(~pattern)
         n_un = len(un_q)
-        has_selected = np.flatnonzero(pattern.any(axis=1))
         n_bb = len(has_selected)
         un_rows = np.arange(n_un)
         bb_rows = n_un + np.arange(n_bb)
@@ -639,7 +670,7 @@ class _LinearProgram:
             if weight != 0
         )
         equalities = tuple(
-            (ctx.query_tuples[q], ctx.key_tuples[k], weight) for (q, k), weight in zip(self.eq_meta, yr) if weight != 0
+            (ctx.query_tuples[q], ctx.key_tuples[k], weight) for (q, k), weight in zip(self.eq_meta, yr) if weight != 0 and k >= 0
         )
         return FarkasCertificate(inequalities, equalities, exact)
 

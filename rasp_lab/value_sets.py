@@ -89,10 +89,13 @@ def check_vocab(vocab: Iterable[Any], max_seq_len: int) -> frozenset:
     return frozenset(items)
 
 
-def value_sets(program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int) -> ValueSets:
-    """The values every SOp of `program` can take on inputs over `vocab` of length 1..max_seq_len."""
+def value_sets(
+    program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int, extra: Iterable[rasp.RASPExpr] = ()
+) -> ValueSets:
+    """The values every SOp of `program` (and of `extra`) can take on inputs over `vocab` of
+    length 1..max_seq_len."""
     vocab_set = check_vocab(vocab, max_seq_len)
-    graph = build_graph(program)
+    graph = build_graph(program, extra)
     return _Inference(graph, vocab_set, max_seq_len).run()
 
 

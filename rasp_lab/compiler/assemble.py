@@ -128,18 +128,23 @@ def assemble(plan: BlockPlan, layers: LayerAllocation, layout: ResidualLayout) -
 
 
 def pad(weights: Weights) -> Weights:
-    """Every layer widened (with zeros) to the largest head count, head size and MLP width."""
+    """Every layer widened (with zeros) to the largest head count, head size and MLP width.
+
+    Attention divides logits by sqrt(head_size), and the compact W_Q folds in its own
+    layer's sqrt(head_size); a widened layer's W_Q is rescaled so its logits are unchanged.
+    """
     heads = max(1, max(lw.num_heads for lw in weights.layers))
     size = max(lw.head_size for lw in weights.layers)
     hidden = max(1, max(lw.mlp_hidden for lw in weights.layers))
     padded = []
     for lw in weights.layers:
         dh, ds, dm = heads - lw.num_heads, size - lw.head_size, hidden - lw.mlp_hidden
+        w_q = lw.w_q * math.sqrt(size / lw.head_size)
         padded.append(
             LayerWeights(
                 lw.heads,
                 lw.mlps,
-                *(np.pad(m, ((0, 0), (0, dh), (0, ds))) for m in (lw.w_q, lw.w_k, lw.w_v)),
+                *(np.pad(m, ((0, 0), (0, dh), (0, ds))) for m in (w_q, lw.w_k, lw.w_v)),
                 np.pad(lw.w_o, ((0, dh), (0, ds), (0, 0))),
                 np.pad(lw.w_1, ((0, 0), (0, dm))),
                 np.pad(lw.w_2, ((0, dm), (0, 0))),

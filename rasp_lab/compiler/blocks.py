@@ -3,7 +3,8 @@
 - categorical Map / SequenceMap -> lookup MLP (one hidden unit per input value or pair);
 - numerical Map -> discretising MLP with per-threshold sharpness from the value set;
 - numerical LinearSequenceMap -> exact linear MLP (ReLU(x) - ReLU(-x));
-- Aggregate -> Boolean head: selected keys share the top logit, BOS half a unit below;
+- Aggregate -> Boolean head from the selector's plan: selected keys share the top logit,
+  BOS one unit below, unselected keys at least one unit below BOS;
 - SelectorWidth and `length` -> head that always attends BOS too, then a decoding MLP.
 
 Conventions every block keeps: at the BOS position every SOp direction is 0 (hidden units
@@ -22,7 +23,8 @@ import numpy as np
 
 from rasp_lab import rasp
 from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
-from rasp_lab.compiler.selector_tables import CompileError, selector_tables
+from rasp_lab.compiler.selector_plans import HeadPlan, SelectorPlans
+from rasp_lab.compiler.selector_tables import CompileError
 from rasp_lab.graph import ProgramGraph
 from rasp_lab.value_sets import ValueSets
 
@@ -49,7 +51,7 @@ class MLPBlock:
 
 @dataclass(frozen=True)
 class HeadBlock:
-    """A Boolean attention head, in table units (the logit of a selected key is `top`)."""
+    """A Boolean attention head; `w_qk` in table units (margins of 1 before coldness)."""
 
     label: str
     selector: str
@@ -65,6 +67,8 @@ class HeadBlock:
     """Softmax inverse temperature multiplying w_qk."""
     leak_bound: float
     """Upper bound on the attention weight outside the attended set: n * exp(-coldness * margin)."""
+    strategy: str = ""
+    """How the selector became this head (an encoding from selector_plans, or 'length')."""
 
     @property
     def key_size(self) -> int:
@@ -126,13 +130,15 @@ class NeedsPrecision(Exception):
 def build_blocks(
     graph: ProgramGraph,
     sets: ValueSets,
+    plans: SelectorPlans,
     *,
     bos: Any,
     pad: Any,
     leak: float,
 ) -> BlockPlan:
-    """Blocks for every SOp of `graph`; `leak` bounds each head's misplaced attention."""
-    return _Builder(graph, sets, bos=bos, pad=pad, leak=leak).run()
+    """Blocks for every SOp of `graph`; heads follow `plans`; `leak` bounds each head's
+    misplaced attention."""
+    return _Builder(graph, sets, plans, bos=bos, pad=pad, leak=leak).run()
 
 
 def _silence_at_bos(w_in: np.ndarray, inputs: tuple[Direction, ...], bos_dir: Direction, bos_bounds: Mapping[Direction, float]) -> None:
@@ -149,8 +155,8 @@ def _silence_at_bos(w_in: np.ndarray, inputs: tuple[Direction, ...], bos_dir: Di
 
 
 class _Builder:
-    def __init__(self, graph: ProgramGraph, sets: ValueSets, *, bos: Any, pad: Any, leak: float) -> None:
-        self.graph, self.sets = graph, sets
+    def __init__(self, graph: ProgramGraph, sets: ValueSets, plans: SelectorPlans, *, bos: Any, pad: Any, leak: float) -> None:
+        self.graph, self.sets, self.plans = graph, sets, plans
         self.n = sets.max_seq_len
         self.n_pos = sets.max_seq_len + 1
         self.leak = leak
@@ -405,28 +411,58 @@ class _Builder:
 
     # ------------------------------------------------------------------ heads
 
-    def _selector_qk(self, selector: rasp.Selector) -> tuple[list[Direction], list[Direction], dict, int, list[str]]:
-        tables = selector_tables(selector, self.sets)
+    def _plan_qk(self, plan: HeadPlan) -> tuple[list[Direction], list[Direction], dict, list[str]]:
+        """QK entries (table units) from the plan's weights, on the SOps' named directions.
+
+        Tuples of a product block that never occur have no direction and are skipped. The
+        BOS query reads only BOS: its logit there beats every key's bias by at least 1.
+        """
+        w = plan.weights
         entries: dict[tuple[Direction, Direction], float] = {}
         query: list[Direction] = []
         key: list[Direction] = []
-        reads: list[str] = []
-        for table in tables.tables:
-            qdirs = self.node(table.query_sop).directions
-            kdirs = self.node(table.key_sop).directions
-            query += qdirs
-            key += kdirs
-            reads += [table.query_sop, table.key_sop]
-            for (q, k), selected in table.entries.items():
-                if selected:
-                    pair = (Direction(table.query_sop, q), Direction(table.key_sop, k))
-                    entries[pair] = entries.get(pair, 0.0) + 1.0
-        return query, key, entries, tables.top, reads
+
+        def present(label: str, block_values: tuple) -> list[Direction | None]:
+            known = set(self.node(label).directions)
+            return [Direction(label, v) if Direction(label, v) in known else None for v in block_values]
+
+        q_dirs = [present(plan.query_sops[j], b.values) for j, b in enumerate(w.query_blocks)]
+        k_dirs = [present(plan.key_sops[i], b.values) for i, b in enumerate(w.key_blocks)]
+        for dirs in q_dirs:
+            query += [d for d in dirs if d is not None]
+        for dirs in k_dirs:
+            key += [d for d in dirs if d is not None]
+
+        def add(pair: tuple[Direction, Direction], value: float) -> None:
+            if value != 0:
+                entries[pair] = entries.get(pair, 0.0) + float(value)
+
+        for (j, i), table in w.tables.items():
+            for a, dq in enumerate(q_dirs[j]):
+                if dq is None:
+                    continue
+                for b, dk in enumerate(k_dirs[i]):
+                    if dk is not None:
+                        add((dq, dk), table[a, b])
+        worst_bias = 0.0
+        for i, bias in w.key_bias.items():
+            reachable = [float(bias[b]) for b, dk in enumerate(k_dirs[i]) if dk is not None]
+            worst_bias += max([0.0] + reachable)
+            for b, dk in enumerate(k_dirs[i]):
+                if dk is not None:
+                    add((ONE, dk), bias[b])
+        for j, vec in w.bos_query.items():
+            for a, dq in enumerate(q_dirs[j]):
+                if dq is not None:
+                    add((dq, self.bos_dir), vec[a])
+        add((ONE, self.bos_dir), w.bos_const)
+        add((self.bos_dir, self.bos_dir), max(0.0, worst_bias - w.bos_const) + w.margin)
+        reads = list(dict.fromkeys([*plan.query_sops, *plan.key_sops]))
+        return query, key, entries, reads
 
     def _aggregate(self, label: str, expr: rasp.Aggregate, encoding: rasp.Encoding) -> NodeBlock:
-        query, key, entries, top, reads = self._selector_qk(expr.selector)
-        entries[(ONE, self.bos_dir)] = top - 0.5
-        entries[(self.bos_dir, self.bos_dir)] = top + 1.0
+        plan = self.plans.heads[label]
+        query, key, entries, reads = self._plan_qk(plan)
         sop = self.node(expr.sop.label)
         outputs = self.directions(label, encoding)
         if encoding is rasp.Encoding.NUMERICAL:
@@ -439,11 +475,11 @@ class _Builder:
             value = tuple(d for d in sop.directions if d.value in out_values)
             ov = {(d, Direction(label, d.value)): 1.0 for d in value}
             spread = 1.0
-        head = self._head(label, expr.selector.label, query, key, entries, value, outputs, ov, margin=0.5)
+        head = self._head(label, expr.selector.label, query, key, entries, value, outputs, ov, margin=plan.weights.margin, strategy=plan.strategy)
         error = sop.error + 2 * head.leak_bound * spread
         return NodeBlock(label, encoding, outputs, head, None, tuple(dict.fromkeys(reads + [sop.label])), error)
 
-    def _head(self, label, selector, query, key, entries, value, output, ov, margin, leak=None) -> HeadBlock:
+    def _head(self, label, selector, query, key, entries, value, output, ov, margin, leak=None, strategy="") -> HeadBlock:
         query_t = tuple(dict.fromkeys([ONE, self.bos_dir, *query]))
         key_t = tuple(dict.fromkeys([self.bos_dir, *key]))
         value_t = tuple(dict.fromkeys(value))
@@ -460,18 +496,18 @@ class _Builder:
             margin=margin,
             coldness=coldness,
             leak_bound=bound,
+            strategy=strategy,
         )
 
     def _width(self, label: str, selector: rasp.Selector | None, encoding: rasp.Encoding) -> NodeBlock:
         """Attend to BOS and the selected keys alike; BOS's share 1/(w+1) decodes to w."""
         if selector is None:  # `length`: every key, BOS included, has the same logit
-            query, key, entries, top, reads = [], [ONE], {(ONE, ONE): 1.0}, 1, []
-            selector_label = "length"
+            query, key, entries, reads = [], [ONE], {(ONE, ONE): 1.0}, []
+            selector_label, strategy = "length", "length"
         else:
-            query, key, entries, top, reads = self._selector_qk(selector)
-            entries[(ONE, self.bos_dir)] = float(top)
-            entries[(self.bos_dir, self.bos_dir)] = 1.0
-            selector_label = selector.label
+            plan = self.plans.heads[label]
+            query, key, entries, reads = self._plan_qk(plan)
+            selector_label, strategy = selector.label, plan.strategy
         scratch = Direction(f"{label}_selector_width_attn_output")
         self.scratch.append(scratch)
         widths = [w for w in self.values(label) if isinstance(w, int)]
@@ -479,7 +515,17 @@ class _Builder:
         gaps = [a - b for a, b in zip(shares, shares[1:])]
         leak = min([self.leak] + [g / 8 for g in gaps])
         head = self._head(
-            label, selector_label, query, key, entries, (self.bos_dir,), (scratch,), {(self.bos_dir, scratch): 1.0}, margin=1.0, leak=leak
+            label,
+            selector_label,
+            query,
+            key,
+            entries,
+            (self.bos_dir,),
+            (scratch,),
+            {(self.bos_dir, scratch): 1.0},
+            margin=1.0,
+            leak=leak,
+            strategy=strategy,
         )
         outputs = self.directions(label, encoding)
         mlp = self._discretiser(

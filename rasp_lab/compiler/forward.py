@@ -127,6 +127,7 @@ def haiku_forward(shapes: list[LayerShape], n_tokens: int, d_model: int, max_pos
 
 def numpy_forward(params: Params, shapes: list[LayerShape], token_ids: np.ndarray, pad_id: int, causal: bool):
     """The same forward pass in float64 numpy, written without haiku: the oracle."""
+    params = {name: {k: np.asarray(v, dtype=np.float64) for k, v in group.items()} for name, group in params.items()}
     ids = np.asarray(token_ids)
     x = params["token_embed"]["embeddings"][ids] + params["pos_embed"]["embeddings"][: ids.shape[1]][None]
     mask = _mask(ids, pad_id, causal)
