@@ -67,7 +67,7 @@ def compile_rasp_to_model(
     target = float(leak)
     for _ in range(_PRECISION_STEPS):
         try:
-            blocks = build_blocks(graph, sets, plans, bos=compiler_bos, pad=compiler_pad, leak=target)
+            blocks = build_blocks(graph, sets, plans, bos=compiler_bos, pad=compiler_pad, leak=target, causal=causal)
             break
         except NeedsPrecision:
             target /= 100

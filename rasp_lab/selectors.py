@@ -254,9 +254,34 @@ class SelectorAnalysis:
 # ---------------------------------------------------------------------------- analysis
 
 
+def selector_atoms(selector: rasp.Selector) -> list[rasp.Selector]:
+    """The Select / ConstantSelector leaves of a composition (not the selectors further up
+    the program that its SOps are computed from), left to right, without repeats."""
+    if isinstance(selector, (rasp.Select, rasp.ConstantSelector)):
+        return [selector]
+    found: list[rasp.Selector] = []
+    for child in selector.children:
+        for atom in selector_atoms(child):  # type: ignore[arg-type]
+            if all(atom is not seen for seen in found):
+                found.append(atom)
+    return found
+
+
+def involved_sops(selector: rasp.Selector) -> dict[str, rasp.SOp]:
+    """label -> SOp for every SOp an atom of the composition reads."""
+    sops: dict[str, rasp.SOp] = {}
+    for atom in selector_atoms(selector):
+        if isinstance(atom, rasp.Select):
+            sops.setdefault(atom.keys.label, atom.keys)
+            sops.setdefault(atom.queries.label, atom.queries)
+        else:
+            sops.setdefault(rasp.indices.label, rasp.indices)
+    return sops
+
+
 def atoms_of(selector: rasp.Selector) -> tuple[Atom, ...]:
     found = []
-    for node in topological(selector):
+    for node in selector_atoms(selector):
         if isinstance(node, rasp.Select):
             found.append(Atom(node.label, node.keys.label, node.queries.label, node.predicate))
         elif isinstance(node, rasp.ConstantSelector):
@@ -314,7 +339,7 @@ def _involved_values(selector, labels, vocab, max_seq_len, value_sets) -> dict[s
     if value_sets is None:
         if vocab is None or max_seq_len is None:
             raise TypeError("analyze() needs vocab= and max_seq_len=, or value_sets=")
-        sops = {n.label: n for n in topological(selector) if isinstance(n, rasp.SOp)}
+        sops = involved_sops(selector)
         inferred: dict[str, frozenset] = {}
         for label in labels:
             sets = infer_value_sets(sops[label], vocab, max_seq_len)

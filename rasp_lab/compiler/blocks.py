@@ -135,10 +135,11 @@ def build_blocks(
     bos: Any,
     pad: Any,
     leak: float,
+    causal: bool = False,
 ) -> BlockPlan:
     """Blocks for every SOp of `graph`; heads follow `plans`; `leak` bounds each head's
     misplaced attention."""
-    return _Builder(graph, sets, plans, bos=bos, pad=pad, leak=leak).run()
+    return _Builder(graph, sets, plans, bos=bos, pad=pad, leak=leak, causal=causal).run()
 
 
 def _silence_at_bos(w_in: np.ndarray, inputs: tuple[Direction, ...], bos_dir: Direction, bos_bounds: Mapping[Direction, float]) -> None:
@@ -155,8 +156,11 @@ def _silence_at_bos(w_in: np.ndarray, inputs: tuple[Direction, ...], bos_dir: Di
 
 
 class _Builder:
-    def __init__(self, graph: ProgramGraph, sets: ValueSets, plans: SelectorPlans, *, bos: Any, pad: Any, leak: float) -> None:
+    def __init__(
+        self, graph: ProgramGraph, sets: ValueSets, plans: SelectorPlans, *, bos: Any, pad: Any, leak: float, causal: bool
+    ) -> None:
         self.graph, self.sets, self.plans = graph, sets, plans
+        self.causal = causal
         self.n = sets.max_seq_len
         self.n_pos = sets.max_seq_len + 1
         self.leak = leak
@@ -266,6 +270,12 @@ class _Builder:
         if isinstance(expr, rasp.SelectorWidth):
             return self._width(label, expr.selector, encoding)
         if isinstance(expr, rasp.LengthType):
+            if self.causal:
+                raise CompileError(
+                    label,
+                    "`length` counts every position, which a causal model can't see; use "
+                    "SelectorWidth(Select(tokens, tokens, TRUE)), which counts the visible ones",
+                )
             return self._width(label, None, encoding)
         raise CompileError(label, f"no block for {type(expr).__name__}")
 

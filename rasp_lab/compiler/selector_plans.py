@@ -26,7 +26,7 @@ from rasp_lab import rasp
 from rasp_lab.compiler.selector_tables import CompileError, conjunct_pairs
 from rasp_lab.evaluator import topological
 from rasp_lab.compiler.basis import sort_values
-from rasp_lab.selectors import ENCODINGS, HeadWeights, SelectorAnalysis, analyze, conjunction_weights
+from rasp_lab.selectors import ENCODINGS, HeadWeights, SelectorAnalysis, analyze, conjunction_weights, involved_sops
 from rasp_lab.value_sets import ValueSets, value_sets
 
 STRATEGIES = ("auto", *ENCODINGS, "multi_head")
@@ -142,13 +142,7 @@ def _analysis(selector: rasp.Selector, sets: ValueSets) -> SelectorAnalysis:
 
 
 def _involved(selector: rasp.Selector) -> set[str]:
-    labels = set()
-    for node in topological(selector):
-        if isinstance(node, rasp.Select):
-            labels |= {node.keys.label, node.queries.label}
-        elif isinstance(node, rasp.ConstantSelector):
-            labels.add(rasp.indices.label)
-    return labels
+    return set(involved_sops(selector))
 
 
 def _values(label: str, sets: ValueSets) -> frozenset:
@@ -217,7 +211,9 @@ def _none_values(selector: rasp.Selector, sets: ValueSets) -> list[str]:
 
 
 def _width_by_complement(node: rasp.SelectorWidth, selector: rasp.Selector) -> rasp.SOp:
-    n = rasp.numerical(rasp.length)
+    # Every key, counted as a width, so that a causal model counts the keys it can see.
+    everything = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE)
+    n = rasp.numerical(rasp.SelectorWidth(everything))
     others = rasp.numerical(rasp.SelectorWidth(negate(selector)))
     diff = rasp.numerical(rasp.LinearSequenceMap(n, others, 1, -1))
     if rasp.is_numerical(node):
@@ -295,7 +291,7 @@ def _plan_head(node: rasp.Aggregate | rasp.SelectorWidth, sets: ValueSets, force
             if len(block.sops) == 1:
                 labels.append(block.sops[0])
             else:
-                graph_sops = {n.label: n for n in topological(selector) if isinstance(n, rasp.SOp)}
+                graph_sops = involved_sops(selector)
                 product = product_sop([graph_sops[label] for label in block.sops])
                 products.setdefault(product.label, product)
                 labels.append(product.label)
