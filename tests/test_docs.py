@@ -20,3 +20,12 @@ def test_page_runs(page):
     for number, block in enumerate(BLOCK.findall(page.read_text()), start=1):
         code = compile(block, f"{page.name} block {number}", "exec")
         exec(code, namespace)
+
+
+def test_selector_tables_are_up_to_date():
+    """docs/selector_composition.md's tables are what the analysis decides today."""
+    import runpy
+
+    script = runpy.run_path(str(DOCS / "make_selector_tables.py"))
+    page = DOCS / "selector_composition.md"
+    assert script["render"](page.read_text()) == page.read_text()
