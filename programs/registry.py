@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,9 +54,17 @@ class ZooProgram:
     kwargs: tuple[tuple[str, Any], ...] = ()
     precondition: Callable[[Sequence[Any]], bool] | None = None
 
-    def build(self) -> rasp.SOp:
-        """The RASP program: ``factory(*args, **kwargs)``."""
-        return self.factory(*self.args, **dict(self.kwargs))
+    def build(self, max_seq_len: int | None = None) -> rasp.SOp:
+        """The RASP program: ``factory(*args, **kwargs)``.
+
+        With `max_seq_len`, a factory that takes a ``max_seq_len`` argument (e.g.
+        ``make_sort``, ``make_sort_freq``) gets that value instead of the registry's, so
+        the program is built for inputs up to that length; other factories are unaffected.
+        """
+        kwargs = dict(self.kwargs)
+        if max_seq_len is not None and "max_seq_len" in inspect.signature(self.factory).parameters:
+            kwargs["max_seq_len"] = max_seq_len
+        return self.factory(*self.args, **kwargs)
 
     @property
     def module(self) -> str:
