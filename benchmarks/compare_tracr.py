@@ -69,8 +69,9 @@ def _twice_token_minus_index(x: int, y: int, z: int) -> int:
 def build(system: str, name: str, n: int) -> Any:
     """The program `name` in `system`'s DSL ('rasp_lab' or 'tracr')."""
     if system == "rasp_lab":
-        from rasp_lab import rasp
         from rasp_lab.programs import tracr_library as lib
+
+        from rasp_lab import rasp
 
         shift_by, detect_pattern = lib.make_shift_by, lib.make_detect_pattern
     else:
@@ -253,7 +254,7 @@ def table(rows: list[dict]) -> str:
             lines.append(f"{program:18} {n:>3} | error: {err}")
             continue
 
-        def both(key: str, width: int) -> str:
+        def both(key: str, width: int, ours: dict = ours, theirs: dict = theirs) -> str:
             return f"{ours[key]}/{theirs[key]}".rjust(width)
 
         lines.append(

@@ -17,8 +17,9 @@ import statistics
 import sys
 import time
 
-import rasp_lab
 from rasp_lab.programs import registry
+
+import rasp_lab
 
 
 def _time(fn, repeats: int) -> float:

@@ -14,8 +14,8 @@ from rasp_lab.compiler.assemble import assemble
 from rasp_lab.compiler.blocks import NeedsPrecision, build_blocks
 from rasp_lab.compiler.layers import allocate_layers
 from rasp_lab.compiler.layout import residual_layout
-from rasp_lab.compiler.selector_plans import plan_selectors
 from rasp_lab.compiler.model import CompiledModel
+from rasp_lab.compiler.selector_plans import plan_selectors
 from rasp_lab.compiler.selector_tables import CompileError
 from rasp_lab.validation import ValidationError, check
 from rasp_lab.value_sets import value_sets

@@ -31,8 +31,8 @@ import scipy.sparse
 from rasp_lab import rasp
 from rasp_lab.compiler.basis import sort_values
 from rasp_lab.compiler.selector_tables import conjunct_pairs, selector_tables, truth
-from rasp_lab.evaluator import topological
-from rasp_lab.value_sets import ValueSets, value_sets as infer_value_sets
+from rasp_lab.value_sets import ValueSets
+from rasp_lab.value_sets import value_sets as infer_value_sets
 
 __all__ = [
     "Atom",
@@ -417,7 +417,8 @@ class _Context:
         q_blocks, k_blocks = self.blocks(encoding)
         width = sum(b.width for b in q_blocks) + sum(b.width for b in k_blocks)
         if encoding == "factored" and conjuncts is not None and all(len(pairs) == 1 for pairs in conjuncts):
-            method = "single-pair" if len(conjuncts) == 1 else "conjunction"
+            # Parts on one (key, query) pair fold into one table: that is the single-pair case.
+            method = "single-pair" if len(set().union(*conjuncts)) == 1 else "conjunction"
             return Fit(encoding, width, True, conjunction_weights(self.selector, self.values), None, method)
         if len(k_blocks) > 1:
             rectangle = self._broken_rectangle()
@@ -813,7 +814,7 @@ def _matching_holds(a: SelectorAnalysis) -> bool:
     for s, (qs, ks) in enumerate(pairs):
         if a.pattern[qs, ks]:
             return False
-        for t, (qt, kt) in enumerate(pairs):
+        for t, (_, kt) in enumerate(pairs):
             if s != t and not a.pattern[qs, kt]:
                 return False
     return a.rank_lower_bound == max(0, len(pairs) - 1)

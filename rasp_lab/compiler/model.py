@@ -129,24 +129,6 @@ class ModelOutput:
         return final[:, location.start : location.stop]
 
 
-def _decode_block(location: SOpLocation, block: np.ndarray, position: int) -> Any:
-    """One position's value from its SOp block [len(directions)]."""
-    if location.encoding is rasp.Encoding.NUMERICAL:
-        return float(block[0])
-    total = float(block.sum()) if block.size else 0.0
-    top = int(np.argmax(block)) if block.size else -1
-    if block.size == 0 or (total < 0.25 and float(block.max()) < 0.25):
-        return None
-    rest = np.delete(block, top)
-    if block[top] >= 0.75 and (rest.size == 0 or float(np.abs(rest).max()) <= 0.25):
-        return location.directions[top].value
-    shown = {str(d): round(float(v), 3) for d, v in zip(location.directions, block) if abs(v) > 1e-3}
-    raise DecodingError(
-        f"{location.label}: position {position} holds no single value (block {shown}); "
-        f"a categorical Aggregate probably averaged different values here"
-    )
-
-
 class CompiledModel:
     """A compiled RASP program: real transformer weights plus everything needed to read them."""
 
@@ -301,19 +283,43 @@ class CompiledModel:
             raise ValueError(f"token ids out of range: {sorted(set(bad.tolist()))}")
 
     def decode(self, residual: np.ndarray, ids: np.ndarray, location: SOpLocation | None = None) -> list[list]:
-        """Decoded values per row and position (BOS and PAD positions excluded)."""
+        """Decoded values per row and position (BOS and PAD positions excluded).
+
+        Vectorised: a categorical block decodes to its value where one entry is >= 0.75 and
+        the rest <= 0.25, to None where the block is (near) empty, and raises DecodingError
+        for anything in between (e.g. an average of two values)."""
         location = location or self.output_location
+        ids = np.asarray(ids)
         pad_id, bos_id = self.input_encoder.pad_encoding, self.input_encoder.bos_encoding
+        body = ids[:, 1:]
+        if (body == bos_id).any():
+            row, position = np.argwhere(body == bos_id)[0]
+            raise ValueError(f"row {row}: BOS at position {position + 1}")
+        lengths = np.argmax(np.concatenate([body == pad_id, np.ones((len(ids), 1), bool)], axis=1), axis=1)
+        block = residual[:, 1:, location.start : location.stop]  # [batch, seq - 1, len(directions)]
+        if location.encoding is rasp.Encoding.NUMERICAL:
+            values = block[..., 0].astype(float)
+            return [values[row, : lengths[row]].tolist() for row in range(len(ids))]
+        top = block.argmax(axis=-1)  # [batch, seq - 1]
+        high = np.take_along_axis(block, top[..., None], axis=-1)[..., 0]
+        rest = np.abs(block).sum(axis=-1) - np.abs(high)
+        total = block.sum(axis=-1)
+        empty = (total < 0.25) & (block.max(axis=-1, initial=0.0) < 0.25)
+        clean = (high >= 0.75) & (rest <= 0.25)
+        valid = np.arange(body.shape[1])[None, :] < lengths[:, None]
+        bad = valid & ~empty & ~clean
+        if bad.any():
+            row, position = np.argwhere(bad)[0]
+            shown = {str(d): round(float(v), 3) for d, v in zip(location.directions, block[row, position]) if abs(v) > 1e-3}
+            raise DecodingError(
+                f"{location.label}: row {row}, position {position + 1} holds no single value (block {shown}); "
+                f"a categorical Aggregate probably averaged different values here"
+            )
+        table = [d.value for d in location.directions]
         out = []
-        for row in range(ids.shape[0]):
-            values = []
-            for position in range(1, ids.shape[1]):
-                if ids[row, position] == pad_id:
-                    break
-                if ids[row, position] == bos_id:
-                    raise ValueError(f"row {row}: BOS at position {position}")
-                values.append(_decode_block(location, residual[row, position, location.start : location.stop], position))
-            out.append(values)
+        for row in range(len(ids)):
+            n = lengths[row]
+            out.append([None if empty[row, p] else table[top[row, p]] for p in range(n)])
         return out
 
     def run_batch(self, inputs: Sequence[Sequence[Any]]) -> list[list]:
@@ -333,7 +339,7 @@ class CompiledModel:
         ids = np.asarray([self.input_encoder.encode(inputs)], dtype=np.int32)
         residuals, patterns = self.forward(ids)
         decoded = [self.input_encoder.bos_token] + self.decode(residuals[-1], ids)[0]
-        names = ["embed"] + [f"layer_{l}/{part}" for l in range(len(patterns)) for part in ("attn", "mlp")]
+        names = ["embed"] + [f"layer_{layer}/{part}" for layer in range(len(patterns)) for part in ("attn", "mlp")]
         by_block = {name: r[0] for name, r in zip(names, residuals)}
         attention = {layer: p[0] for layer, p in enumerate(patterns)}
         cache: dict[str, np.ndarray] = {"hook_embed": residuals[0][0]}

@@ -23,10 +23,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from rasp_lab import rasp
+from rasp_lab.compiler.basis import sort_values
 from rasp_lab.compiler.selector_tables import CompileError, conjunct_pairs
 from rasp_lab.evaluator import topological
-from rasp_lab.compiler.basis import sort_values
-from rasp_lab.selectors import ENCODINGS, HeadWeights, SelectorAnalysis, analyze, conjunction_weights, involved_sops
+from rasp_lab.selectors import (
+    ENCODINGS,
+    HeadWeights,
+    SelectorAnalysis,
+    analyze,
+    conjunction_weights,
+    involved_sops,
+)
 from rasp_lab.value_sets import ValueSets, value_sets
 
 STRATEGIES = ("auto", *ENCODINGS, "multi_head")
@@ -285,7 +292,7 @@ def _plan_head(node: rasp.Aggregate | rasp.SelectorWidth, sets: ValueSets, force
     if weights is None:  # ruled out above through costs
         raise CompileError(selector.label, f"no {encoding} weights")
     sides = []
-    for blocks, sops in ((weights.query_blocks, analysis.query_sops), (weights.key_blocks, analysis.key_sops)):
+    for blocks in (weights.query_blocks, weights.key_blocks):
         labels = []
         for block in blocks:
             if len(block.sops) == 1:
