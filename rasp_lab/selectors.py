@@ -200,8 +200,11 @@ class SelectorAnalysis:
             return fit.weights
         ctx = _Context(self.selector, self.key_sops, self.query_sops, self.values, self.key_tuples, self.query_tuples, self.pattern)
         q_blocks, k_blocks = ctx.blocks(fit.encoding)
-        if fit.method.split()[-1] in ("conjunction", "single-pair") or (len(q_blocks) == 1 and len(k_blocks) == 1):
-            base = fit.weights if fit.weights is not None else ctx._table_weights(q_blocks, k_blocks)
+        tables = fit.method.split()[-1] in ("conjunction", "single-pair")
+        if tables or (len(q_blocks) == 1 and len(k_blocks) == 1):
+            # Table weights (selected exactly 2 per group, BOS 1 below the top). LP weights,
+            # even on one block a side, leave M(q) - BOS(q) free: use the pattern as the table.
+            base = fit.weights if tables and fit.weights is not None else ctx._table_weights(q_blocks, k_blocks)
             # Tables are 2 per satisfied group; BOS one unit higher reaches the top, 2m.
             return HeadWeights(base.query_blocks, base.key_blocks, base.tables, base.key_bias, base.bos_query, base.bos_const + 1.0, base.margin)
         return _LinearProgram(ctx, q_blocks, k_blocks, width=True).feasible()

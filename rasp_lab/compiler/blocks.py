@@ -182,6 +182,27 @@ class _Builder:
             return (Direction(label),)
         return categorical_directions(label, self.values(label))
 
+    def numeric_range(self, label: str) -> tuple[float, float]:
+        """Bounds on a numerical SOp's values, also where its value set is too large to list:
+        a mean stays within its input's range (and 0, BOS's value); a linear map is an
+        interval sum."""
+        values = self.sets[label]
+        if values is not None:
+            numbers = [float(v) for v in values if v is not None]
+            return (min(numbers), max(numbers)) if numbers else (0.0, 0.0)
+        expr = self.graph.nodes[label]
+        if isinstance(expr, rasp.Aggregate):
+            low, high = self.numeric_range(expr.sop.label)
+            default = float(expr.default or 0)
+            return min(low, 0.0, default), max(high, 0.0, default)
+        if isinstance(expr, rasp.LinearSequenceMap):
+            ends = []
+            for child, factor in ((expr.fst, expr.fst_fac), (expr.snd, expr.snd_fac)):
+                low, high = self.numeric_range(child.label)
+                ends.append(sorted((factor * low, factor * high)))
+            return ends[0][0] + ends[1][0], ends[0][1] + ends[1][1]
+        raise CompileError(label, "takes too many values to compile")
+
     def node(self, label: str) -> NodeBlock:
         return self.nodes[label]
 
@@ -478,8 +499,8 @@ class _Builder:
         if encoding is rasp.Encoding.NUMERICAL:
             value = sop.directions
             ov = {(sop.directions[0], outputs[0]): 1.0}
-            values = [0.0] + [float(v) for v in self.values(sop.label)]
-            spread = max(values) - min(values)
+            low, high = self.numeric_range(sop.label)
+            spread = max(high, 0.0) - min(low, 0.0)  # BOS contributes a 0
         else:
             out_values = {d.value for d in outputs}
             value = tuple(d for d in sop.directions if d.value in out_values)

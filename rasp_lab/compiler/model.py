@@ -76,11 +76,16 @@ class InputEncoder:
             )
         ids = []
         for position, token in enumerate(inputs):
+            where = f"position {position} (BOS is position 0)"
             if position > 0 and token == self.bos_token:
-                raise ValueError(f"BOS token {token!r} may only stand at position 0, found at position {position}")
-            if token not in self.encoding_map or (position > 0 and token == self.pad_token and False):
+                raise ValueError(f"BOS token {token!r} may only stand at position 0, found at {where}")
+            if token == self.pad_token:
+                raise ValueError(
+                    f"PAD token {token!r} at {where}: pass inputs without padding (run_batch pads them itself)"
+                )
+            if token not in self.encoding_map:
                 vocab = [t for t in self.encoding_map if t not in (self.bos_token, self.pad_token)]
-                raise ValueError(f"unknown token {token!r} at position {position}; the vocabulary is {vocab}")
+                raise ValueError(f"unknown token {token!r} at {where}; the vocabulary is {vocab}")
             ids.append(self.encoding_map[token])
         return ids
 

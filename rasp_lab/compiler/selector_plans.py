@@ -105,12 +105,25 @@ def product_sop(sops: list[rasp.SOp]) -> rasp.SOp:
 def negate(selector: rasp.Selector) -> rasp.Selector:
     """~selector with the negation pushed through & and | (De Morgan), ~~A = A."""
     if isinstance(selector, rasp.SelectorNot):
-        return selector.inner
+        return _push_negations(selector.inner)
     if isinstance(selector, rasp.SelectorAnd):
         return rasp.SelectorOr(negate(selector.fst), negate(selector.snd))
     if isinstance(selector, rasp.SelectorOr):
         return rasp.SelectorAnd(negate(selector.fst), negate(selector.snd))
     return rasp.SelectorNot(selector)
+
+
+def _push_negations(selector: rasp.Selector) -> rasp.Selector:
+    """`selector` with every negation inside it pushed down to the atoms (unchanged, same
+    object, if it has none above an atom), so ~(~A | B) & C reads as A & ~B & C."""
+    if isinstance(selector, rasp.SelectorNot):
+        return negate(selector.inner)
+    if isinstance(selector, (rasp.SelectorAnd, rasp.SelectorOr)):
+        fst, snd = _push_negations(selector.fst), _push_negations(selector.snd)
+        if fst is selector.fst and snd is selector.snd:
+            return selector
+        return type(selector)(fst, snd)
+    return selector
 
 
 def _is_conjunction(selector: rasp.Selector) -> bool:
