@@ -142,19 +142,6 @@ def build_blocks(
     return _Builder(graph, sets, plans, bos=bos, pad=pad, leak=leak, causal=causal).run()
 
 
-def _silence_at_bos(w_in: np.ndarray, inputs: tuple[Direction, ...], bos_dir: Direction, bos_bounds: Mapping[Direction, float]) -> None:
-    """Give every hidden unit a BOS weight that keeps it at 0 on the BOS position.
-
-    At BOS, ONE and the BOS direction are 1 and other directions are 0, except those in
-    `bos_bounds`, which are at most that value in absolute terms.
-    """
-    index = {d: i for i, d in enumerate(inputs)}
-    worst = w_in[index[ONE]].copy()  # [hidden]
-    for direction, bound in bos_bounds.items():
-        worst += np.abs(w_in[index[direction]]) * bound
-    w_in[index[bos_dir]] -= np.maximum(worst, 0.0) + 1.0
-
-
 class _Builder:
     def __init__(
         self, graph: ProgramGraph, sets: ValueSets, plans: SelectorPlans, *, bos: Any, pad: Any, leak: float, causal: bool
@@ -250,7 +237,7 @@ class _Builder:
             for full in fulls:
                 row.update(self._constant_entry(full, full.fill))
             token_rows.append(row)
-        token_rows.append({ONE: 1.0, self.bos_dir: 1.0})
+        token_rows.append({self.bos_dir: 1.0})  # not ONE: no bias reaches the BOS position
         token_rows.append({})  # PAD writes nothing; heads mask it as a key
         position_rows: list[dict[Direction, float]] = [{}]
         for index in range(self.n):
@@ -311,14 +298,14 @@ class _Builder:
         w_in_entries: list[dict[Direction, float]],
         w_out_entries: list[dict[Direction, float]],
         tolerance: float,
-        bos_bounds: Mapping[Direction, float] | None = None,
     ) -> MLPBlock:
-        inputs_t = tuple(dict.fromkeys([ONE, self.bos_dir, *inputs]))
+        """An MLP from named entries. Every input it reads is 0 at BOS (ONE included), so no
+        unit fires there and the SOp it writes stays empty at BOS."""
+        inputs_t = tuple(dict.fromkeys([ONE, *inputs]))
         hidden = len(w_in_entries)
         units = [Direction(f"{label}_hidden", j) for j in range(hidden)]
         w_in = matrix(inputs_t, units, {(d, units[j]): v for j, col in enumerate(w_in_entries) for d, v in col.items()})
         w_out = matrix(units, outputs, {(units[j], d): v for j, row in enumerate(w_out_entries) for d, v in row.items()})
-        _silence_at_bos(w_in, inputs_t, self.bos_dir, bos_bounds or {})
         return MLPBlock(label, kind, inputs_t, outputs, w_in, w_out, tolerance)
 
     def _output_entry(self, outputs: tuple[Direction, ...], encoding: rasp.Encoding, value: Any) -> dict[Direction, float]:
@@ -395,7 +382,6 @@ class _Builder:
         points: list[tuple[float, Any]],
         outputs: tuple[Direction, ...],
         encoding: rasp.Encoding,
-        bos_bounds: Mapping[Direction, float] | None = None,
     ) -> MLPBlock:
         """out(x) = g(v) for x within tolerance of each reachable input value v.
 
@@ -422,7 +408,7 @@ class _Builder:
             w_out.append(delta)
             w_in.append({source: sharpness, ONE: -0.5 - sharpness * threshold})
             w_out.append({d: -v for d, v in delta.items()})
-        return self._finish_mlp(label, kind, [source], outputs, w_in, w_out, tolerance, bos_bounds)
+        return self._finish_mlp(label, kind, [source], outputs, w_in, w_out, tolerance)
 
     def _numerical_map(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
         inner = self.node(expr.inner.label)
@@ -475,10 +461,7 @@ class _Builder:
                 for b, dk in enumerate(k_dirs[i]):
                     if dk is not None:
                         add((dq, dk), table[a, b])
-        worst_bias = 0.0
         for i, bias in w.key_bias.items():
-            reachable = [float(bias[b]) for b, dk in enumerate(k_dirs[i]) if dk is not None]
-            worst_bias += max([0.0] + reachable)
             for b, dk in enumerate(k_dirs[i]):
                 if dk is not None:
                     add((ONE, dk), bias[b])
@@ -487,7 +470,8 @@ class _Builder:
                 if dq is not None:
                     add((dq, self.bos_dir), vec[a])
         add((ONE, self.bos_dir), w.bos_const)
-        add((self.bos_dir, self.bos_dir), max(0.0, worst_bias - w.bos_const) + w.margin)
+        # The BOS query has no ONE, so every other key scores 0 there: BOS wins by the margin.
+        add((self.bos_dir, self.bos_dir), w.margin)
         reads = list(dict.fromkeys([*plan.query_sops, *plan.key_sops]))
         return query, key, entries, reads
 
@@ -511,8 +495,13 @@ class _Builder:
         return NodeBlock(label, encoding, outputs, head, None, tuple(dict.fromkeys(reads + [sop.label])), error)
 
     def _head(self, label, selector, query, key, entries, value, output, ov, margin, leak=None, strategy="") -> HeadBlock:
-        query_t = tuple(dict.fromkeys([ONE, self.bos_dir, *query]))
-        key_t = tuple(dict.fromkeys([self.bos_dir, *key]))
+        """A head from named QK/OV entries; directions whose row or column is all zero are
+        dropped, so the head reads (and the model stores) only what it uses."""
+        entries = {pair: v for pair, v in entries.items() if v != 0}
+        used_q = {q for q, _ in entries}
+        used_k = {k for _, k in entries}
+        query_t = tuple(d for d in dict.fromkeys([ONE, self.bos_dir, *query]) if d in used_q)
+        key_t = tuple(d for d in dict.fromkeys([self.bos_dir, *key]) if d in used_k)
         value_t = tuple(dict.fromkeys(value))
         coldness, bound = self.coldness(margin, leak if leak is not None else self.leak)
         return HeadBlock(
@@ -531,9 +520,12 @@ class _Builder:
         )
 
     def _width(self, label: str, selector: rasp.Selector | None, encoding: rasp.Encoding) -> NodeBlock:
-        """Attend to BOS and the selected keys alike; BOS's share 1/(w+1) decodes to w."""
+        """Attend to BOS and the selected keys alike and average ONE, which is 1 on every
+        token but 0 on BOS: the result w/(w+1) decodes to the width w. The BOS query attends
+        only BOS and reads 0, so the decoder stays silent there."""
         if selector is None:  # `length`: every key, BOS included, has the same logit
-            query, key, entries, reads = [], [ONE], {(ONE, ONE): 1.0}, []
+            entries = {(ONE, ONE): 1.0, (ONE, self.bos_dir): 1.0, (self.bos_dir, self.bos_dir): 1.0}
+            query, key, reads = [], [ONE], []
             selector_label, strategy = "length", "length"
         else:
             plan = self.plans.heads[label]
@@ -542,8 +534,8 @@ class _Builder:
         scratch = Direction(f"{label}_selector_width_attn_output")
         self.scratch.append(scratch)
         widths = [w for w in self.values(label) if isinstance(w, int)]
-        shares = [1.0 / (w + 1) for w in widths]
-        gaps = [a - b for a, b in zip(shares, shares[1:])]
+        shares = [w / (w + 1) for w in widths]
+        gaps = [b - a for a, b in zip(shares, shares[1:])]
         leak = min([self.leak] + [g / 8 for g in gaps])
         head = self._head(
             label,
@@ -551,21 +543,15 @@ class _Builder:
             query,
             key,
             entries,
-            (self.bos_dir,),
+            (ONE,),
             (scratch,),
-            {(self.bos_dir, scratch): 1.0},
+            {(ONE, scratch): 1.0},
             margin=1.0,
             leak=leak,
             strategy=strategy,
         )
         outputs = self.directions(label, encoding)
         mlp = self._discretiser(
-            label,
-            "selector_width",
-            scratch,
-            [(share, w) for share, w in zip(shares, widths)],
-            outputs,
-            encoding,
-            bos_bounds={scratch: 1.0},
+            label, "selector_width", scratch, [(share, w) for share, w in zip(shares, widths)], outputs, encoding
         )
         return NodeBlock(label, encoding, outputs, head, mlp, tuple(dict.fromkeys(reads)), 0.0)

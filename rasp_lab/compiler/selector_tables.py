@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from rasp_lab import rasp
 from rasp_lab.value_sets import ValueSets
 
@@ -33,7 +35,7 @@ class Table:
     key_sop: str
     query_sop: str
     entries: dict[tuple[Any, Any], int]
-    """(query value, key value) -> 0/1, over non-None values."""
+    """(query value, key value) -> 1 for every selected pair of non-None values."""
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,44 @@ def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], 
             f"selects positions whose {key_sop!r} or {query_sop!r} has no value (None), which a "
             f"one-hot head cannot see; give those positions a value instead of None",
         )
-    entries = {
-        (q, k): int(selected(k, q)) for q in queries if q is not None for k in keys if k is not None
-    }
+    key_values = [k for k in keys if k is not None]
+    query_values = [q for q in queries if q is not None]
+    fast = _comparison_pairs(group, key_values, query_values)
+    if fast is not None:
+        entries = dict.fromkeys(fast, 1)
+    else:
+        entries = {(q, k): 1 for q in query_values for k in key_values if selected(k, q)}
     return Table(key_sop=key_sop, query_sop=query_sop, entries=entries)
+
+
+def _comparison_pairs(group: list[rasp.Selector], keys: list, queries: list) -> list[tuple] | None:
+    """Selected (query, key) pairs of a lone Comparison atom without calling it per pair:
+    by hashing for EQ, by sorting numbers for the order comparisons; None otherwise."""
+    if len(group) != 1 or not isinstance(group[0], rasp.Select) or not isinstance(group[0].predicate, rasp.Comparison):
+        return None
+    op = group[0].predicate
+    if op is rasp.Comparison.TRUE:
+        return [(q, k) for q in queries for k in keys]
+    if op is rasp.Comparison.FALSE:
+        return []
+    if op is rasp.Comparison.EQ:
+        present = set(keys)
+        return [(q, q) for q in queries if q in present]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (*keys, *queries)):
+        return None
+    k = np.array(keys, dtype=float)
+    compare = {
+        rasp.Comparison.LT: np.less,
+        rasp.Comparison.LEQ: np.less_equal,
+        rasp.Comparison.GT: np.greater,
+        rasp.Comparison.GEQ: np.greater_equal,
+        rasp.Comparison.NEQ: np.not_equal,
+    }[op]
+    out = []
+    for q in queries:
+        hits = np.flatnonzero(compare(k, float(q)))  # predicate(key, query)
+        out += [(q, keys[i]) for i in hits]
+    return out
 
 
 def sop_values(label: str, sets: ValueSets | Mapping[str, frozenset]) -> frozenset | None:
