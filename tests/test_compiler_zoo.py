@@ -412,8 +412,8 @@ def attended_sets(model: rasp_lab.CompiledModel, head: Any, xs: list[Any], selec
     """For each query row (0 = BOS), the key positions the head should attend exactly."""
     n = len(xs)
     keys_seen = [range(q + 1) if model.causal else range(n + 1) for q in range(n + 1)]
-    if head.selector == "length":  # rasp.length: every key (BOS included) alike
-        return [set(keys_seen[q]) for q in range(n + 1)]
+    if head.selector == "length":  # rasp.length: every key (BOS included) alike; BOS row: BOS
+        return [{0}] + [set(keys_seen[q]) for q in range(1, n + 1)]
     matrix = rasp.evaluate(_selector_for(selectors, head.selector), xs, causal=model.causal)
     width = isinstance(sops.get(head.label), rasp.SelectorWidth)
     rows = [{0}]
