@@ -25,7 +25,7 @@ DEFAULT_LEAK = 1e-6
 
 _PRECISION_STEPS = 4
 
-COMPILE_SEARCH_BUDGET = 256
+COMPILE_SEARCH_BUDGET = 96
 """Inputs the compiler's validation evaluates (`validate` itself tries more). What it misses,
 a categorical Aggregate averaging different values, the model reports as a DecodingError."""
 

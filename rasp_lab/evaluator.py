@@ -185,6 +185,14 @@ def _predicate(node: rasp.Select, key: Any, query: Any) -> bool:
     return bool(result)
 
 
+def exact_mean(values: list) -> float:
+    """The mean rounded once from its exact value (order-independent): int / int division
+    is already correctly rounded; other numbers go through Fractions."""
+    if all(isinstance(v, int) for v in values):
+        return sum(values) / len(values)
+    return float(sum(Fraction(v) for v in values) / len(values))
+
+
 def _aggregate(node: rasp.Aggregate, row: list[bool], sop_values: list[Any], query: int) -> Any:
     selected = [v for v, sel in zip(sop_values, row) if sel]
     if not selected:
@@ -198,7 +206,7 @@ def _aggregate(node: rasp.Aggregate, row: list[bool], sop_values: list[Any], que
                 f"numerical Aggregate cannot average non-numbers {selected!r} at query position {query}",
                 kind="not-averageable",
             )
-        return float(sum(Fraction(v) for v in selected) / len(selected))
+        return exact_mean(selected)
     first = selected[0]
     for value in selected[1:]:
         if (value is None) != (first is None) or not (value == first):

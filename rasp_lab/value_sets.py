@@ -170,7 +170,26 @@ class _Inference:
                 seen.setdefault(tuple(values), None)
         return list(seen)
 
+    def _separable(self, expr: rasp.SOp) -> bool:
+        """Whether the children's values are jointly just the product of their sets: a Map,
+        or a SequenceMap whose children share no source and not both read local leaves
+        (local leaves are jointly constrained, e.g. index < length)."""
+        if isinstance(expr, rasp.Map):
+            return True
+        if not isinstance(expr, rasp.SequenceMap) or expr.fst.label == expr.snd.label:
+            return False
+        fst, snd = self.sources[expr.fst.label], self.sources[expr.snd.label]
+        return not (fst & snd) and not (fst & self.local and snd & self.local)
+
     def _enumerate(self, label: str, expr: rasp.SOp) -> frozenset | None:
+        if self._separable(expr):
+            exact = all(c.label in self.exact for c in expr.children)
+            results = self._children_product(expr, exact)
+            if results is None:
+                return None
+            if exact:
+                self.exact.add(label)
+            return self._bounded(results)
         sources = sorted(self.sources[label])
         leaves = [s for s in sources if s in self.local]
         others = [s for s in sources if s not in self.local]
@@ -191,21 +210,22 @@ class _Inference:
                     results.add(value)
         else:
             exact = False
-            results = self._children_product(expr)
+            results = self._children_product(expr, exact)
             if results is None:
                 return None
         if exact:
             self.exact.add(label)
         return self._bounded(results)
 
-    def _children_product(self, expr: rasp.SOp) -> set | None:
-        """Fallback when the joint space is too large: f over the product of child sets."""
+    def _children_product(self, expr: rasp.SOp, exact: bool) -> set | None:
+        """f over the product of the children's sets (exact for separable children; else a
+        fallback when the joint space is too large)."""
         child_sets = [self.sets[c.label] for c in expr.children]
         if any(s is None for s in child_sets) or math.prod(len(s) for s in child_sets) > MAX_ASSIGNMENTS:
             return None
         results: set = set()
         for args in itertools.product(*[sorted(s, key=_sort_key) for s in child_sets]):
-            ok, value = self._call(expr, args, exact=False)
+            ok, value = self._call(expr, args, exact)
             if ok:
                 results.add(value)
         return results
@@ -305,16 +325,18 @@ def _leaf_value(expr: rasp.SOp, state: tuple) -> tuple[bool, Any]:
 def mean_values(values: Iterable[Any], max_count: int) -> set | None:
     """Every float `mean` of a multiset of 1..max_count of `values`, computed as the
     evaluator does (exact rational mean, then rounded once); None past MAX_VALUES sums."""
-    base = sorted({Fraction(v) for v in values})
+    numbers = list(values)
+    # Integer sums divide exactly as the evaluator's int / int does; others need Fractions.
+    base = sorted({int(v) for v in numbers} if all(isinstance(v, int) for v in numbers) else {Fraction(v) for v in numbers})
     if not base:
         return set()
     means: set = set()
-    sums = {Fraction(0)}
+    sums = {0}
     for count in range(1, max_count + 1):
         sums = {s + v for s in sums for v in base}
         if len(sums) > MAX_VALUES:
             return None
-        means.update(float(s / count) for s in sums)
+        means.update(float(s / count) if isinstance(s, Fraction) else s / count for s in sums)
         if len(means) > MAX_VALUES:
             return None
     return means
