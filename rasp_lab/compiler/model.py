@@ -262,12 +262,22 @@ class CompiledModel:
             ids[row, : len(xs) + 1] = self.input_encoder.encode([self.input_encoder.bos_token, *xs])
         return ids
 
-    def forward(self, ids: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Jitted haiku forward on ids [batch, seq]: (residuals, patterns) as numpy arrays."""
+    @functools.cached_property
+    def _device_params(self):
+        """The compact parameters as device arrays, put once (not copied on every call)."""
+        return jax.device_put(self.compact_params)
+
+    def forward_jax(self, ids: np.ndarray):
+        """Jitted haiku forward on ids [batch, seq]: (residuals, patterns) as jax arrays
+        (asynchronous; for throughput, without copying the results to the host)."""
         ids = np.asarray(ids, dtype=np.int32)
         self._check_ids(ids)
         with jax.default_matmul_precision("highest"):
-            residuals, patterns = self._jitted(self.compact_params, ids)
+            return self._jitted(self._device_params, ids)
+
+    def forward(self, ids: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Jitted haiku forward on ids [batch, seq]: (residuals, patterns) as numpy arrays."""
+        residuals, patterns = self.forward_jax(ids)
         return [np.asarray(r) for r in residuals], [np.asarray(p) for p in patterns]
 
     def forward_numpy(self, ids: np.ndarray, *, padded: bool = False):
