@@ -497,15 +497,21 @@ def conjunction_weights(selector: rasp.Selector, values: Mapping[str, tuple], *,
     q_blocks = tuple(Block((label,), tuple(values[label])) for label in query_sops)
     k_blocks = tuple(Block((label,), tuple(values[label])) for label in key_sops)
     out: dict[tuple[int, int], np.ndarray] = {}
+    bias: dict[int, np.ndarray] = {}
     for table in tables.tables:
         j, i = query_sops.index(table.query_sop), key_sops.index(table.key_sop)
         q_index = {v: n for n, v in enumerate(q_blocks[j].values)}
         k_index = {v: n for n, v in enumerate(k_blocks[i].values)}
-        arr = out.setdefault((j, i), np.zeros((q_blocks[j].width, k_blocks[i].width)))
+        arr = np.zeros((q_blocks[j].width, k_blocks[i].width))  # [|query values|, |key values|]
         for (q, k), bit in table.entries.items():
-            arr[q_index[q], k_index[k]] += 2.0 * bit
+            arr[q_index[q], k_index[k]] = 2.0 * bit
+        if (arr == arr[:1]).all():
+            # The same for every query (e.g. TRUE): a key-only bias, not a dense table.
+            bias[i] = bias.get(i, 0.0) + arr[0]
+        else:
+            out[(j, i)] = out.get((j, i), 0.0) + arr
     bos = 2.0 * tables.top - (0.0 if width else 1.0)
-    return HeadWeights(q_blocks, k_blocks, out, {}, {}, bos, 1.0)
+    return HeadWeights(q_blocks, k_blocks, out, bias, {}, bos, 1.0)
 
 
 def _coarsen(old: tuple[Block, ...], new: tuple[Block, ...]) -> tuple[dict[int, int], dict[int, np.ndarray]]:
