@@ -485,11 +485,15 @@ class _Context:
         return None
 
 
-def conjunction_weights(selector: rasp.Selector, values: Mapping[str, tuple], *, width: bool = False) -> HeadWeights:
+def conjunction_weights(
+    selector: rasp.Selector, values: Mapping[str, tuple], *, width: bool = False, nullable: frozenset = frozenset()
+) -> HeadWeights:
     """Weights for a conjunction of groups, each on one (key SOp, query SOp) pair, on the
     factored blocks, with no grid and no LP: each group's 0/1 table doubled and added up,
     so a key scores 2m exactly when all m groups hold; BOS at 2m - 1 (2m for a width head).
-    `values` maps each involved SOp label to its (non-None) values."""
+    `values` maps each involved SOp label to its (non-None) values; `nullable` names SOps
+    that can be None (a query-independent table over such a query SOp stays a table, since
+    a key bias would also select for queries with no value)."""
     sets = {label: frozenset(vals) for label, vals in values.items()}
     tables = selector_tables(selector, sets)
     query_sops = sorted({t.query_sop for t in tables.tables})
@@ -505,7 +509,7 @@ def conjunction_weights(selector: rasp.Selector, values: Mapping[str, tuple], *,
         arr = np.zeros((q_blocks[j].width, k_blocks[i].width))  # [|query values|, |key values|]
         for (q, k), bit in table.entries.items():
             arr[q_index[q], k_index[k]] = 2.0 * bit
-        if (arr == arr[:1]).all():
+        if (arr == arr[:1]).all() and table.query_sop not in nullable:
             # The same for every query (e.g. TRUE): a key-only bias, not a dense table.
             bias[i] = bias.get(i, 0.0) + arr[0]
         else:

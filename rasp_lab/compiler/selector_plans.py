@@ -267,7 +267,8 @@ def _plan_head(node: rasp.Aggregate | rasp.SelectorWidth, sets: ValueSets, force
     if _is_conjunction(selector) and forced in ("auto", "factored", "multi_head"):
         # The common case needs neither the product grid nor an LP.
         values = {label: tuple(sort_values(v for v in _values(label, sets) if v is not None)) for label in _involved(selector)}
-        weights = conjunction_weights(selector, values, width=width)
+        nullable = frozenset(label for label in values if None in _values(label, sets))
+        weights = conjunction_weights(selector, values, width=width, nullable=nullable)
         return HeadPlan(
             consumer=node.label,
             selector=selector.label,
