@@ -76,7 +76,7 @@ def compile_rasp_to_model(
     layers = allocate_layers(blocks)
     layout = residual_layout(blocks, layers)
     weights = assemble(blocks, layers, layout)
-    return CompiledModel(program, sets, blocks, layers, layout, weights, causal=causal, leak=target)
+    return CompiledModel.from_compilation(program, sets, blocks, layers, layout, weights, causal=causal, leak=target)
 
 
 def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)

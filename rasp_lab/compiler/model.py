@@ -5,12 +5,18 @@ stream after every block, every head's attention pattern, and a cache keyed by
 TransformerLens hook names. `params`, `model_config`, `residual_labels`, `input_encoder` and
 `output_encoder` keep Tracr's attribute contract; `params` is padded to one shape per layer
 as that contract requires, while `apply` runs the compact per-layer weights.
+
+The model is built from its weights, residual layout and input encoding only: the compiler
+builds it that way (`CompiledModel.from_compilation`) and so does `rasp_lab.load` from a
+saved file (rasp_lab/export.py), so both run and decode with the same code.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import os
+import pathlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +27,7 @@ from rasp_lab import rasp
 from rasp_lab.compiler.assemble import LayerWeights, Weights, pad
 from rasp_lab.compiler.blocks import BlockPlan, HeadBlock
 from rasp_lab.compiler.forward import LayerShape, haiku_forward, numpy_forward
-from rasp_lab.compiler.layers import LayerAllocation
+from rasp_lab.compiler.layers import EMBEDDED, LayerAllocation, Placement
 from rasp_lab.compiler.layout import ResidualLayout, SOpLocation
 from rasp_lab.value_sets import ValueSets
 
@@ -113,6 +119,8 @@ class HeadInfo:
     margin: float
     coldness: float
     leak_bound: float
+    strategy: str = ""
+    """How the selector became this head (see HeadBlock.strategy)."""
 
 
 @dataclass(frozen=True)
@@ -134,34 +142,65 @@ class ModelOutput:
         return final[:, location.start : location.stop]
 
 
+class NotAvailable(AttributeError):
+    """An attribute only a model compiled in this process has (the RASP program and what
+    the compiler derived from it), asked of a model loaded from a file."""
+
+
+@dataclass(frozen=True)
+class Compilation:
+    """What the compiler knew besides the weights: needed to compile, not to run or decode."""
+
+    program: rasp.SOp
+    value_sets: ValueSets
+    plan: BlockPlan
+
+
 class CompiledModel:
-    """A compiled RASP program: real transformer weights plus everything needed to read them."""
+    """A compiled RASP program: real transformer weights plus everything needed to read them.
+
+    Built from the weights (which carry each head's and MLP's named blocks), the residual
+    layout and the input encoding alone, so `rasp_lab.load` builds the same object from a
+    file and a loaded model runs, decodes and describes itself with this same code. A model
+    compiled in this process also has `program`, `value_sets` and `plan`; a loaded one
+    raises `NotAvailable` (an AttributeError) for them.
+    """
 
     def __init__(
         self,
-        program: rasp.SOp,
-        sets: ValueSets,
-        plan: BlockPlan,
-        layers: LayerAllocation,
-        layout: ResidualLayout,
         weights: Weights,
+        layout: ResidualLayout,
         *,
+        tokens: Sequence[Any],
+        bos: Any,
+        pad: Any,
+        vocab: Iterable[Any],
+        max_seq_len: int,
+        output: str,
         causal: bool,
         leak: float,
+        name: str,
+        layers: LayerAllocation | None = None,
+        compilation: Compilation | None = None,
+        source: str | None = None,
     ) -> None:
-        self.program = program
-        self.value_sets = sets
-        self.plan = plan
-        self.layers = layers
-        self.layout = layout
+        """`tokens`: the token ids' order (vocab sorted, then BOS, then PAD); `output`: the
+        label of the output SOp in `layout.sops`; `name`: the program's label; `source`:
+        the file a loaded model came from (None when compiled here)."""
+        if output not in layout.sops:
+            raise ValueError(f"output SOp {output!r} is not in the residual layout")
         self.weights = weights
-        self.causal = causal
+        self.layout = layout
+        self.layers = layers if layers is not None else _allocation_from(layout, len(weights.layers))
+        self.causal = bool(causal)
         self.leak = leak
-        self.max_seq_len = sets.max_seq_len
-        self.vocab = frozenset(sets.vocab)
-        emb = plan.embedding
-        self.input_encoder = InputEncoder(emb.tokens, emb.bos, emb.pad, sets.max_seq_len)
-        self.output_location = layout.sops[plan.output]
+        self.name = name
+        self.source = source
+        self.max_seq_len = max_seq_len
+        self.vocab = frozenset(vocab)
+        self._compilation = compilation
+        self.input_encoder = InputEncoder(tokens, bos, pad, max_seq_len)
+        self.output_location = layout.sops[output]
         if self.output_location.encoding is rasp.Encoding.NUMERICAL:
             self.output_encoder: Any = NumericalOutputEncoder()
         else:
@@ -174,21 +213,98 @@ class CompiledModel:
             key_size=max(s.head_size for s in self._shapes),
             mlp_hidden_size=max(1, max(s.mlp_hidden for s in self._shapes)),
             layer_norm=False,
-            causal=causal,
-            max_seq_len=sets.max_seq_len,
-            vocab_size=len(emb.tokens),
+            causal=self.causal,
+            max_seq_len=max_seq_len,
+            vocab_size=len(tokens),
             layer_shapes=self._shapes,
         )
         self.compact_params = _params(weights)
         self._transformed = haiku_forward(
             list(self._shapes),
-            n_tokens=len(emb.tokens),
+            n_tokens=len(tokens),
             d_model=layout.width,
-            max_positions=sets.max_seq_len + 1,
+            max_positions=max_seq_len + 1,
             pad_id=self.input_encoder.pad_encoding,
-            causal=causal,
+            causal=self.causal,
         )
         self._jitted = jax.jit(self._transformed.apply)
+
+    @classmethod
+    def from_compilation(
+        cls,
+        program: rasp.SOp,
+        sets: ValueSets,
+        plan: BlockPlan,
+        layers: LayerAllocation,
+        layout: ResidualLayout,
+        weights: Weights,
+        *,
+        causal: bool,
+        leak: float,
+    ) -> CompiledModel:
+        """The compiler's passes' results -> the model (what `rasp_lab.compile` returns)."""
+        emb = plan.embedding
+        return cls(
+            weights,
+            layout,
+            tokens=emb.tokens,
+            bos=emb.bos,
+            pad=emb.pad,
+            vocab=sets.vocab,
+            max_seq_len=sets.max_seq_len,
+            output=plan.output,
+            causal=causal,
+            leak=leak,
+            name=program.label,
+            layers=layers,
+            compilation=Compilation(program, sets, plan),
+        )
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], source: str = "arrays") -> CompiledModel:
+        """The model from named arrays and JSON metadata, as `rasp_lab.export.to_arrays`
+        makes them and `rasp_lab.load` reads them from a file (see rasp_lab/export.py)."""
+        from rasp_lab import export
+
+        return export.from_arrays(dict(arrays), dict(metadata), source=source)
+
+    # ------------------------------------------------------------------ compiler-only attributes
+
+    def _compiled(self, attribute: str) -> Any:
+        if self._compilation is None:
+            raise NotAvailable(
+                f"{attribute!r} is not available on a model loaded from {self.source or 'arrays'}: "
+                f"it needs the RASP program, which a saved model does not hold (compile the program "
+                f"to get it); running, decoding, params, heads, where() and summary() work as usual"
+            )
+        return getattr(self._compilation, attribute)
+
+    @property
+    def program(self) -> rasp.SOp:
+        """The RASP program (compiled models only)."""
+        return self._compiled("program")
+
+    @property
+    def value_sets(self) -> ValueSets:
+        """The value sets the compiler used (compiled models only)."""
+        return self._compiled("value_sets")
+
+    @property
+    def plan(self) -> BlockPlan:
+        """The compiler's blocks, by SOp label (compiled models only)."""
+        return self._compiled("plan")
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether this model came from a file (no program, value_sets or plan)."""
+        return self._compilation is None
+
+    def save(self, path: str | os.PathLike) -> pathlib.Path:
+        """Write the model to `path` (.npz, or .safetensors if safetensors is installed);
+        `rasp_lab.load(path)` gives back a model that runs exactly like this one."""
+        from rasp_lab import export
+
+        return export.save(self, path)
 
     # ------------------------------------------------------------------ introspection
 
@@ -233,7 +349,7 @@ class CompiledModel:
     def summary(self) -> str:
         counts = self.parameter_counts()
         lines = [
-            f"rasp_lab model for {self.program.label!r}: {len(self.weights.layers)} layers, "
+            f"rasp_lab model for {self.name!r}: {len(self.weights.layers)} layers, "
             f"residual width {self.layout.width}, max_seq_len {self.max_seq_len}, causal={self.causal}",
             f"parameters: {counts['compact']} (compact), {counts['padded']} (padded to one shape per layer), "
             f"{counts['nonzero']} non-zero",
@@ -372,11 +488,25 @@ class CompiledModel:
         return self.apply(inputs)
 
     def __repr__(self) -> str:
-        return f"CompiledModel({self.program.label!r}, layers={len(self.weights.layers)}, d_model={self.layout.width})"
+        return f"CompiledModel({self.name!r}, layers={len(self.weights.layers)}, d_model={self.layout.width})"
 
 
 def _head_info(layer: int, index: int, head: HeadBlock) -> HeadInfo:
-    return HeadInfo(layer, index, head.label, head.selector, head.margin, head.coldness, head.leak_bound)
+    return HeadInfo(layer, index, head.label, head.selector, head.margin, head.coldness, head.leak_bound, head.strategy)
+
+
+def _allocation_from(layout: ResidualLayout, num_layers: int) -> LayerAllocation:
+    """The layer allocation, recovered from where the layout says each SOp is computed."""
+    placements = {}
+    for label, location in layout.sops.items():
+        if location.mlp_layer is not None:
+            ready = 2 * location.mlp_layer + 1
+        elif location.head_layer is not None:
+            ready = 2 * location.head_layer
+        else:
+            ready = EMBEDDED
+        placements[label] = Placement(label, location.head_layer, location.mlp_layer, ready)
+    return LayerAllocation(placements=placements, num_layers=num_layers)
 
 
 def _params(weights: Weights) -> dict[str, dict[str, np.ndarray]]:

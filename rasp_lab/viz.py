@@ -1,0 +1,798 @@
+"""Pictures of programs and compiled models, for teaching and research (`pip install rasp-lab[viz]`).
+
+    from rasp_lab import viz
+    viz.plot_program_graph(model, "graph.png")            # the computation graph, coloured by layer
+    viz.plot_attention(model, ["a", "b"], 1, 0, "attn.png")  # one head's pattern on one input
+    viz.plot_qk_table(model, 1, 0, "qk.png")              # that head's QK table, selected cells marked
+    viz.plot_residual(model, ["a", "b"], "resid.png")     # the residual stream after every block
+    viz.plot_composition_growth("growth.png")             # AND / OR head widths per encoding
+    print(viz.program_graph_dot(model))                   # the graph as Graphviz DOT text
+
+Every `plot_*` function draws one matplotlib Figure, saves it to `path` (the format follows
+the file's suffix: PNG for `.png`; `path=None` skips saving) and returns it. Figures are
+built with matplotlib's object-oriented API on an Agg canvas, never through pyplot: nothing
+opens a window or needs a display, nothing is registered with pyplot, so nothing needs
+closing (a dropped figure is garbage-collected). To look at one interactively, display the
+returned Figure (Jupyter shows it inline) or open the saved file.
+
+`import rasp_lab` never imports matplotlib; importing this module without it raises an
+ImportError that says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap, TwoSlopeNorm
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch, Patch
+    from matplotlib.path import Path
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+except ImportError as err:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "rasp_lab.viz draws with matplotlib, which is not installed: pip install rasp-lab[viz]"
+    ) from err
+
+from rasp_lab import rasp
+from rasp_lab.compiler.basis import ONE, Direction
+from rasp_lab.compiler.blocks import BOS_DIRECTION_NAME, HeadBlock
+from rasp_lab.compiler.model import CompiledModel
+from rasp_lab.graph import ProgramGraph, build_graph
+
+__all__ = [
+    "plot_program_graph",
+    "program_graph_dot",
+    "plot_attention",
+    "plot_qk_table",
+    "plot_residual",
+    "plot_composition_growth",
+    "composition_growth",
+    "graph_layers",
+    "layer_colour",
+    "qk_selected",
+    "NodeStage",
+]
+
+PathLike = str | os.PathLike | None
+
+EMBEDDING_COLOUR = "#d9d9d9"
+"""Fill for tokens and indices (and anything else the embedding writes)."""
+
+LAYER_COLOURS = (
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
+    "#9edae5", "#fdd0a2", "#b3de69", "#bebada", "#80b1d3", "#fccde5", "#ccebc5", "#ffed6f",
+)
+"""Fills for layer (or depth) 0, 1, 2, ... (light tab20 and Set3 colours, cycled after 16):
+all light, so black labels stay readable."""
+
+DPI = 150
+
+
+def _soft_diverging() -> ListedColormap:
+    """RdBu_r without its darkest ends, so black marks and text stay visible on every cell."""
+    return ListedColormap(matplotlib.colormaps["RdBu_r"](np.linspace(0.12, 0.88, 256)), name="rasp_lab_qk")
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)  # render with Agg whatever the session's backend or display
+    return fig
+
+
+def _save(fig: Figure, path: PathLike) -> Figure:
+    if path is not None:
+        fig.savefig(os.fspath(path), dpi=DPI)
+    return fig
+
+
+def layer_colour(layer: int | None) -> str:
+    """The fill for `layer` (None: the embedding)."""
+    return EMBEDDING_COLOUR if layer is None else LAYER_COLOURS[layer % len(LAYER_COLOURS)]
+
+
+# ---------------------------------------------------------------------------- program graph
+
+
+@dataclass(frozen=True)
+class NodeStage:
+    """Where one node of the program graph sits in the picture.
+
+    `layer` is the layer that computes it (for a selector: the layer whose head evaluates
+    it; None for the embedding) or, for a program that is not compiled, its depth; `column`
+    orders the stages left to right (embedding, then per layer: selectors, attention, MLP);
+    `caption` says what the node is and where it is computed."""
+
+    label: str
+    kind: str
+    layer: int | None
+    column: int
+    caption: str
+    is_selector: bool
+
+
+def _kind(expr: rasp.RASPExpr) -> str:
+    if isinstance(expr, rasp.TokensType | rasp.IndicesType | rasp.LengthType):
+        return "input"
+    name = type(expr).__name__
+    if isinstance(expr, rasp.SOp) and rasp.is_numerical(expr):
+        name += ", numerical"
+    return name
+
+
+def _model_name(model: CompiledModel) -> str:
+    name = getattr(model, "name", None)
+    return name if isinstance(name, str) else model.program.label
+
+
+def _program_graph(program_or_model: rasp.SOp | CompiledModel) -> tuple[ProgramGraph, CompiledModel | None]:
+    if isinstance(program_or_model, CompiledModel):
+        try:
+            sets = program_or_model.value_sets
+        except AttributeError:  # a model loaded from a file: weights, no program
+            raise ValueError(
+                f"{program_or_model!r} holds no RASP program (it was loaded from a file), so it has no "
+                f"program graph: pass the program, or a model compiled from it in this process"
+            ) from None
+        graph = sets.graph if sets.graph is not None else build_graph(program_or_model.program)
+        return graph, program_or_model
+    if isinstance(program_or_model, rasp.RASPExpr):
+        return build_graph(program_or_model), None
+    raise TypeError(
+        f"expected a RASP program (an SOp) or a CompiledModel, got {type(program_or_model).__name__} {program_or_model!r}"
+    )
+
+
+def graph_layers(program_or_model: rasp.SOp | CompiledModel) -> dict[str, NodeStage]:
+    """label -> NodeStage for every node of the graph drawn by plot_program_graph and
+    program_graph_dot. For a CompiledModel that is the compiled graph (with any product SOps
+    the compiler added), each SOp at the layer that computes it (`model.layout.sops`);
+    for a program, each node at its depth (longest path from tokens / indices)."""
+    graph, model = _program_graph(program_or_model)
+    if model is not None:
+        return _model_stages(graph, model)
+    depth: dict[str, int] = {}
+    for label in graph.order:  # children first
+        depth[label] = max((depth[p] + 1 for p in graph.graph.predecessors(label)), default=0)
+    return {
+        label: NodeStage(
+            label=label,
+            kind=_kind(graph.nodes[label]),
+            layer=depth[label],
+            column=depth[label],
+            caption=f"{_kind(graph.nodes[label])} · depth {depth[label]}",
+            is_selector=isinstance(graph.nodes[label], rasp.Selector),
+        )
+        for label in graph.order
+    }
+
+
+def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeStage]:
+    """Stages on a half-integer scale: embedding 0, layer l's heads 2l + 1, its MLPs 2l + 2,
+    selectors evaluated by layer l's heads strictly between 2l and 2l + 1 (nested ones
+    further left), then squeezed into consecutive columns."""
+    g = graph.graph
+    sops = model.layout.sops
+    where: dict[str, tuple[float, int | None, str]] = {}  # label -> (stage, layer, caption)
+    for label in graph.order:
+        location = sops.get(label)
+        if location is None:
+            continue
+        if location.mlp_layer is not None:
+            layer = location.mlp_layer
+            part = "attn+MLP" if location.head_layer == layer else "MLP"
+            where[label] = (2 * layer + 2, layer, f"L{layer} {part}")
+        elif location.head_layer is not None:
+            layer = location.head_layer
+            where[label] = (2 * layer + 1, layer, f"L{layer} attn")
+        else:
+            where[label] = (0, None, "embedding")
+    selectors = [label for label in graph.order if isinstance(graph.nodes[label], rasp.Selector)]
+    height: dict[str, int] = {}
+    for label in selectors:  # graph.order lists children first
+        inner = [height[c] + 1 for c in g.predecessors(label) if c in height]
+        height[label] = max(inner, default=0)
+    tallest = max(height.values(), default=0)
+    head_layer: dict[str, int] = {}
+    for label in reversed(selectors):  # consumers first
+        layers = [sops[s].head_layer for s in g.successors(label) if s in sops and sops[s].head_layer is not None]
+        layers += [head_layer[s] for s in g.successors(label) if s in head_layer]
+        if layers:
+            head_layer[label] = min(layers)
+    for label in selectors:
+        if label in head_layer:
+            layer = head_layer[label]
+            stage = 2 * layer + (height[label] + 1) / (tallest + 2)
+            where[label] = (stage, layer, f"L{layer} head")
+    for label in graph.order:  # anything the layout does not place: after its inputs
+        if label not in where:
+            stage = max((where[p][0] for p in g.predecessors(label)), default=-1) + 0.5
+            where[label] = (stage, None, "")
+    columns = {stage: i for i, stage in enumerate(sorted({stage for stage, _, _ in where.values()}))}
+    out = {}
+    for label in graph.order:
+        stage, layer, part = where[label]
+        kind = _kind(graph.nodes[label])
+        caption = kind if part == "embedding" and kind == "input" else f"{kind} · {part}" if part else kind
+        out[label] = NodeStage(label, kind, layer, columns[stage], caption, isinstance(graph.nodes[label], rasp.Selector))
+    return out
+
+
+_Slot = str | tuple  # a node label, or ("via", source, column): a waypoint of the long edges from source
+
+
+def _routes(graph: ProgramGraph, stages: Mapping[str, NodeStage]) -> tuple[list[list[_Slot]], dict[tuple[str, str], list[_Slot]]]:
+    """Columns of slots, ordered to reduce crossings, and each edge's chain of slots.
+
+    An edge spanning several columns gets a waypoint in every column it crosses (as in a
+    Sugiyama layout), so it runs in a lane of its own instead of through other nodes; long
+    edges from one source share their waypoints (one lane until they part)."""
+    n_columns = max(s.column for s in stages.values()) + 1
+    columns: list[list[_Slot]] = [[] for _ in range(n_columns)]
+    for label in graph.order:
+        columns[stages[label].column].append(label)
+    chains: dict[tuple[str, str], list[_Slot]] = {}
+    links: dict[_Slot, list[_Slot]] = {}  # slot -> neighbouring slots, both ways
+    for source, target in graph.graph.edges:
+        first, last = stages[source].column, stages[target].column
+        vias: list[_Slot] = [("via", source, c) for c in range(first + 1, last)]
+        for via in vias:
+            if via not in links:
+                columns[via[2]].append(via)
+                links[via] = []
+        chain = [source, *vias, target]
+        chains[(source, target)] = chain
+        for a, b in zip(chain, chain[1:]):
+            if b not in links.setdefault(a, []):
+                links[a].append(b)
+                links.setdefault(b, []).append(a)
+    position = {slot: i - (len(col) - 1) / 2 for col in columns for i, slot in enumerate(col)}
+    for sweep in range(6):
+        order = range(1, n_columns) if sweep % 2 == 0 else range(n_columns - 2, -1, -1)
+        side = -1 if sweep % 2 == 0 else 1  # look at the previous column, then at the next
+        for c in order:
+            def centre(slot: _Slot, c: int = c, side: int = side) -> float:
+                near = [position[n] for n in links.get(slot, []) if _column(n, stages) == c + side]
+                return float(np.mean(near)) if near else position[slot]
+
+            columns[c].sort(key=centre)
+            position.update({slot: i - (len(columns[c]) - 1) / 2 for i, slot in enumerate(columns[c])})
+    return columns, chains
+
+
+def _column(slot: _Slot, stages: Mapping[str, NodeStage]) -> int:
+    return slot[2] if isinstance(slot, tuple) else stages[slot].column
+
+
+def _legend_entries(stages: Mapping[str, NodeStage], compiled: bool) -> list[Patch]:
+    layers = sorted({s.layer for s in stages.values() if s.layer is not None})
+    entries = []
+    if compiled and any(s.layer is None for s in stages.values()):
+        entries.append(Patch(facecolor=EMBEDDING_COLOUR, edgecolor="black", label="embedding"))
+    word = "layer" if compiled else "depth"
+    entries += [Patch(facecolor=layer_colour(layer), edgecolor="black", label=f"{word} {layer}") for layer in layers]
+    if any(s.is_selector for s in stages.values()):
+        entries.append(Patch(facecolor="white", edgecolor="black", linestyle="--", label="selector"))
+    return entries
+
+
+def plot_program_graph(program_or_model: rasp.SOp | CompiledModel, path: PathLike, *, title: str | None = None) -> Figure:
+    """The program's computation graph, left to right, saved to `path`.
+
+    Given a CompiledModel: the compiled graph (see graph_layers), one column per stage
+    (embedding; per layer its selectors, heads, MLPs), every node filled with its layer's
+    colour (the embedding grey) and captioned with its kind and where it is computed.
+    Given a program: one column per depth, coloured by depth. Selectors have dashed
+    outlines. Returns the Figure (see the module docstring)."""
+    graph, model = _program_graph(program_or_model)
+    compiled = model is not None
+    stages = graph_layers(program_or_model)
+    columns, chains = _routes(graph, stages)
+    fontsize, caption_size, pad = 9.0, 7.0, 0.3
+    node_height, via_height = 0.62, 0.22
+    legend = _legend_entries(stages, compiled)
+    if title is None:
+        output = _model_name(model) if compiled else graph.output.label
+        if compiled:
+            n = len(model.weights.layers)
+            title = f"{output!r} compiled: {n} layer{'s' if n != 1 else ''}, residual width {model.layout.width}"
+        else:
+            title = f"{output!r}: program graph, by depth"
+
+    fig = _new_figure(4.0, 3.0)  # resized once the texts are measured
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    renderer = fig.canvas.get_renderer()
+    texts, captions, half = {}, {}, {}
+    for label in graph.order:
+        stage = stages[label]
+        box = dict(boxstyle=f"round,pad={pad}", facecolor=layer_colour(stage.layer), edgecolor="black",
+                   linewidth=0.9, linestyle="--" if stage.is_selector else "-")
+        texts[label] = ax.text(0, 0, label, ha="center", va="center", fontsize=fontsize, bbox=box, zorder=3, gid=label)
+        captions[label] = ax.text(0, 0, stage.caption, ha="center", va="top", fontsize=caption_size, color="#444444", zorder=3)
+        box_pad = pad * fontsize / 72
+        half[label] = texts[label].get_window_extent(renderer).width / DPI / 2 + box_pad
+    column_half = [
+        max([half[s] for s in col if isinstance(s, str)]
+            + [captions[s].get_window_extent(renderer).width / DPI / 2 for s in col if isinstance(s, str)] + [0.2])
+        for col in columns
+    ]
+    gap, margin = 0.55, 0.3
+    xs, x = [], margin
+    for h in column_half:
+        xs.append(x + h)
+        x += 2 * h + gap
+    drawn = x - gap + margin
+    width = max(drawn, 4.5, _text_width(fig, [title], 11, weight="bold") + 0.6)
+    xs = [x + (width - drawn) / 2 for x in xs]  # centred under a wider title
+    heights = [sum(node_height if isinstance(s, str) else via_height for s in col) for col in columns]
+    body = max(heights)
+    per_row = max(1, min(len(legend), int((width - 0.4) / 1.05)))  # legend entries are about 1 inch wide
+    top, bottom = 0.6, 0.2 + 0.28 * -(-len(legend) // per_row)
+    height = body + top + bottom
+    fig.set_size_inches(width, height)
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+
+    where: dict[_Slot, tuple[float, float]] = {}
+    for c, col in enumerate(columns):
+        y = bottom + (body + heights[c]) / 2
+        for slot in col:
+            step = node_height if isinstance(slot, str) else via_height
+            centre = y - step / 2 + (0.06 if isinstance(slot, str) else 0.0)
+            where[slot] = (xs[c], centre)
+            if isinstance(slot, str):
+                texts[slot].set_position((xs[c], centre))
+                captions[slot].set_position((xs[c], centre - _half_height(fontsize, pad) - 0.03))
+            y -= step
+    for chain in chains.values():
+        ax.add_patch(_edge_patch(chain, where, half, xs, column_half, stages))
+    ax.text(width / 2, height - 0.3, title, ha="center", va="center", fontsize=11, weight="bold")
+    ax.legend(handles=legend, loc="lower center", ncol=per_row, fontsize=8, frameon=False,
+              bbox_to_anchor=(0.5, 0.0), handlelength=1.6, columnspacing=1.2)
+    return _save(fig, path)
+
+
+def _half_height(fontsize: float, pad: float) -> float:
+    """Half a node box's height in inches: one line of text plus the padding."""
+    return (fontsize * 1.2 / 2 + pad * fontsize) / 72
+
+
+def _edge_patch(chain, where, half, xs, column_half, stages) -> FancyArrowPatch:
+    """The path of one edge: out of the source's right side, across each gap as an S-curve,
+    straight through each waypoint's column, into the target's left side."""
+    source = chain[0]
+    sx, sy = where[source]
+    vertices = [(sx + half[source], sy)]
+    codes = [Path.MOVETO]
+    c = stages[source].column
+    vertices.append((xs[c] + column_half[c], sy))
+    codes.append(Path.LINETO)
+    for slot in chain[1:]:
+        column = _column(slot, stages)
+        x, y = where[slot]
+        x0, y0 = vertices[-1]
+        x1 = xs[column] - column_half[column]
+        if x1 <= x0:  # not left to right (never for graph_layers' columns): a plain curve
+            x1 = x0 + 0.3
+        mid = (x0 + x1) / 2
+        vertices += [(mid, y0), (mid, y), (x1, y)]
+        codes += [Path.CURVE4] * 3
+        if isinstance(slot, tuple):
+            vertices.append((xs[column] + column_half[column], y))
+        else:
+            vertices.append((x - half[slot], y))
+        codes.append(Path.LINETO)
+    return FancyArrowPatch(
+        path=Path(vertices, codes),
+        arrowstyle="-|>,head_length=0.5,head_width=0.25",
+        mutation_scale=12,
+        color="#555555",
+        linewidth=0.9,
+        zorder=2,
+    )
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def program_graph_dot(program_or_model: rasp.SOp | CompiledModel) -> str:
+    """The graph plot_program_graph draws, as Graphviz DOT text (render it with
+    `dot -Tpng`): same nodes, captions, colours and columns (`rank=same` groups)."""
+    graph, model = _program_graph(program_or_model)
+    stages = graph_layers(program_or_model)
+    lines = [
+        f"digraph {_dot_quote(graph.output.label)} {{",
+        "  rankdir=LR;",
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
+        '  edge [color="#555555"];',
+    ]
+    for label in graph.order:
+        stage = stages[label]
+        style = "rounded,filled,dashed" if stage.is_selector else "rounded,filled"
+        lines.append(
+            f"  {_dot_quote(label)} [label={_dot_quote(label + chr(10) + stage.caption)}, "
+            f'fillcolor="{layer_colour(stage.layer)}", style="{style}"];'
+        )
+    for source, target in graph.graph.edges:
+        lines.append(f"  {_dot_quote(source)} -> {_dot_quote(target)};")
+    by_column: dict[int, list[str]] = {}
+    for label in graph.order:
+        by_column.setdefault(stages[label].column, []).append(label)
+    for column in sorted(by_column):
+        members = " ".join(f"{_dot_quote(label)};" for label in by_column[column])
+        lines.append(f"  {{ rank=same; {members} }}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- heads
+
+
+def _head(model: CompiledModel, layer: int, head: int | str) -> tuple[int, HeadBlock]:
+    if not isinstance(model, CompiledModel):
+        raise TypeError(f"expected a CompiledModel, got {type(model).__name__}")
+    n_layers = len(model.weights.layers)
+    if not (isinstance(layer, int) and 0 <= layer < n_layers):
+        raise ValueError(f"layer {layer!r} out of range: the model has layers 0..{n_layers - 1}")
+    heads = model.weights.layers[layer].heads
+    if not heads:
+        with_heads = [lw for lw, w in enumerate(model.weights.layers) if w.heads]
+        raise ValueError(f"layer {layer} has no attention heads; layers with heads: {with_heads}")
+    if isinstance(head, str):
+        labels = [h.label for h in heads]
+        if head not in labels:
+            raise ValueError(f"layer {layer} has no head {head!r}; its heads are {labels}")
+        index = labels.index(head)
+    elif isinstance(head, int) and 0 <= head < len(heads):
+        index = head
+    else:
+        raise ValueError(f"head {head!r} out of range: layer {layer} has heads 0..{len(heads) - 1} ({[h.label for h in heads]})")
+    return index, heads[index]
+
+
+def _head_title(layer: int, index: int, block: HeadBlock) -> str:
+    strategy = f" ({block.strategy} encoding)" if block.strategy else ""
+    return (
+        f"layer {layer}, head {index}: {block.label} \u2190 {block.selector}{strategy}\n"
+        f"coldness {block.coldness:.2f}, margin {block.margin:g}, leak \u2264 {block.leak_bound:.1e}"
+    )
+
+
+def _token_labels(model: CompiledModel, tokens: Sequence[Any]) -> list[str]:
+    return [str(model.input_encoder.bos_token)] + [str(t) for t in tokens]
+
+
+def plot_attention(model: CompiledModel, tokens: Sequence[Any], layer: int, head: int | str, path: PathLike) -> Figure:
+    """Head `head` (an index, or the label of the SOp it computes) of `layer`: its attention
+    pattern on `tokens` (given without BOS), queries down, keys across, both labelled with
+    the tokens, BOS first; weights written in the cells. Returns the Figure."""
+    index, block = _head(model, layer, head)
+    tokens = list(tokens)
+    out = model.apply([model.input_encoder.bos_token, *tokens])
+    pattern = np.asarray(out.attention[layer][index], dtype=float)  # [query, key]
+    labels = _token_labels(model, tokens)
+    n = len(labels)
+    title = _head_title(layer, index, block)
+    cell, tick_size = (0.45, 9.0) if n <= 10 else (0.3, 7.0)
+    rotate = max(map(len, labels)) > 3
+    # Lay out in inches: labels measured, then the pattern, the colour bar and the title placed.
+    fig = _new_figure(1.0, 1.0)
+    left = 0.45 + _text_width(fig, labels, tick_size) + 0.15
+    key_labels = _text_width(fig, labels, tick_size) if rotate else tick_size * 1.3 / 72
+    above = 0.1 + key_labels + 0.35  # top tick labels, then the x label
+    title_room = 0.55
+    plot = max(n * cell, 1.8)
+    body = plot
+    right = 1.1
+    width = max(left + plot + right, _text_width(fig, title.split("\n"), 9) + 0.5)
+    height = title_room + above + body + 0.25
+    fig.set_size_inches(width, height)
+    left += (width - (left + plot + right)) / 2  # centred under a wider title
+    y0 = height - title_room - above - plot
+    ax = fig.add_axes((left / width, y0 / height, plot / width, plot / height))
+    image = ax.imshow(pattern, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xticks(range(n), labels=labels, rotation=90 if rotate else 0, fontsize=tick_size)
+    ax.set_yticks(range(n), labels=labels, fontsize=tick_size)
+    ax.set_xlabel("key (position 0 = BOS)")
+    ax.set_ylabel("query")
+    if n <= 16:
+        for q in range(n):
+            for k in range(n):
+                value = pattern[q, k]
+                if value >= 0.005:
+                    ax.text(k, q, f"{value:.2f}".lstrip("0") if value < 0.995 else "1", ha="center", va="center",
+                            fontsize=8 if n <= 10 else 6, color="white" if value > 0.6 else "black")
+    fig.text(0.5, 1 - title_room / 2 / height, title, ha="center", va="center", fontsize=9)
+    bar_h = min(body, 3.0)
+    top_edge = y0 + plot
+    bar = fig.add_axes(((left + plot + 0.25) / width, (top_edge - bar_h) / height, 0.14 / width, bar_h / height))
+    fig.colorbar(image, cax=bar, label="attention weight")
+    return _save(fig, path)
+
+
+def qk_selected(model: CompiledModel, layer: int, head: int | str) -> np.ndarray:
+    """[len(query), len(key)] bool over the head's QK table: the cells plot_qk_table marks.
+
+    A query position holds `one` (the bias direction) besides its value directions, so a
+    value row's logits are its row plus the `one` row; `one`'s own row is the logit of
+    queries without a value direction here. A cell is selected when its logit is the row's
+    top over the non-BOS keys and that top is at least the BOS key's logit (strictly above
+    for an Aggregate's head, level with it for a SelectorWidth head). The BOS query's row
+    (the BOS position attends BOS) is never marked."""
+    _, block = _head(model, layer, head)
+    return _selected(block, _bos_direction(model))
+
+
+def _bos_direction(model: CompiledModel) -> Direction:
+    return Direction(BOS_DIRECTION_NAME, model.input_encoder.bos_token)
+
+
+def _selected(block: HeadBlock, bos: Direction) -> np.ndarray:
+    w = np.asarray(block.w_qk, dtype=float)  # [query, key]
+    bos_col = block.key.index(bos) if bos in block.key else None
+    one = block.query.index(ONE) if ONE in block.query else None
+    others = [j for j in range(len(block.key)) if j != bos_col]
+    selected = np.zeros(w.shape, dtype=bool)
+    if not others:
+        return selected
+    for r, direction in enumerate(block.query):
+        if direction == bos:
+            continue
+        logits = w[r] if r == one or one is None else w[r] + w[one]
+        top = logits[others].max()
+        if bos_col is None or top >= logits[bos_col] - 1e-9:
+            selected[r, others] = np.abs(logits[others] - top) <= 1e-9
+    return selected
+
+
+def _block_edges(directions: Sequence[Direction]) -> list[float]:
+    """Positions (between cells) where the SOp of consecutive directions changes."""
+    return [i - 0.5 for i in range(1, len(directions)) if directions[i].name != directions[i - 1].name]
+
+
+def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathLike) -> Figure:
+    """Head `head` (an index, or the label of the SOp it computes) of `layer`: its QK table
+    `w_qk` in table units (before coldness), query directions down, key directions across,
+    labelled `sop:value`; lines separate SOps, a dot marks every selected cell (see
+    qk_selected), and small tables show their entries. Returns the Figure."""
+    index, block = _head(model, layer, head)
+    w = np.asarray(block.w_qk, dtype=float)  # [query, key]
+    rows = [str(d) for d in block.query]
+    cols = [str(d) for d in block.key]
+    big = max(w.shape) > 30
+    cell, tick_size = (0.22, 6.0) if big else (0.32, 8.0)
+    title = _head_title(layer, index, block) + "\nQK table in table units (before coldness); \u25cf selected"
+    # Lay out in inches: labels measured, then the table, the colour bar and the title placed.
+    fig = _new_figure(1.0, 1.0)
+    left = 0.45 + _text_width(fig, rows, tick_size) + 0.1
+    plot_w, plot_h = w.shape[1] * cell, w.shape[0] * cell
+    body = max(plot_h, 1.6)
+    below = max(0.45 + _text_width(fig, cols, tick_size) + 0.1 - (body - plot_h), 0.15)
+    title_w = _text_width(fig, title.split("\n"), 9)
+    right = 1.25
+    width = max(left + plot_w + right, title_w + 0.4)
+    top = 0.85
+    height = top + body + below
+    fig.set_size_inches(width, height)
+    left += (width - (left + plot_w + right)) / 2  # centred under a wider title
+    y0 = below + body - plot_h  # top-aligned with the colour bar
+    ax = fig.add_axes((left / width, y0 / height, plot_w / width, plot_h / height))
+    bound = max(float(np.abs(w).max()), 1.0)
+    image = ax.imshow(w, cmap=_soft_diverging(), norm=TwoSlopeNorm(0.0, -bound, bound), aspect="auto")
+    ax.set_xticks(range(len(cols)), labels=cols, rotation=90, fontsize=tick_size)
+    ax.set_yticks(range(len(rows)), labels=rows, fontsize=tick_size)
+    ax.set_xlabel("key direction")
+    ax.set_ylabel("query direction" if plot_h >= 1.4 else "query")
+    for x in _block_edges(block.key):
+        ax.axvline(x, color="black", linewidth=0.6)
+    for y in _block_edges(block.query):
+        ax.axhline(y, color="black", linewidth=0.6)
+    small = w.size <= 900
+    if small:
+        for r, c in zip(*np.nonzero(w)):
+            ax.text(c, r + 0.08, f"{w[r, c]:g}", ha="center", va="top", fontsize=5 if big else 6,
+                    color="white" if abs(w[r, c]) > 0.75 * bound else "black")
+    marked = np.argwhere(_selected(block, _bos_direction(model)))
+    if len(marked):
+        ax.scatter(marked[:, 1], marked[:, 0] - (0.2 if small else 0.0), s=9 if big else 16, marker="o",
+                   facecolor="black", edgecolor="white", linewidth=0.4, zorder=3)
+    fig.text(0.5, 1 - 0.4 / height, title, ha="center", va="center", fontsize=9)
+    bar_h = min(body, 3.0)
+    bar = fig.add_axes(((left + plot_w + 0.25) / width, (below + body - bar_h) / height, 0.14 / width, bar_h / height))
+    fig.colorbar(image, cax=bar, label="logit (table units)")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------- residual stream
+
+
+def _block_caption(model: CompiledModel, name: str) -> str:
+    if name == "embed":
+        return "embed: tokens, indices, one"
+    layer_text, part = name.split("/")
+    lw = model.weights.layers[int(layer_text.removeprefix("layer_"))]
+    if part == "attn":
+        written = [f"{h.label} \u2190 {h.selector}" for h in lw.heads]
+    else:
+        written = [m.label for m in lw.mlps]
+    return f"{name}: " + (", ".join(written) if written else "(nothing)")
+
+
+def plot_residual(model: CompiledModel, tokens: Sequence[Any], path: PathLike, layer: int | str | None = None) -> Figure:
+    """The residual stream on `tokens` (given without BOS) as labelled heatmaps: rows are
+    positions (the tokens, BOS first), columns the residual directions (`sop:value`), one
+    panel per block ('embed', then 'layer_l/attn', 'layer_l/mlp'), each showing the stream
+    after that block. `layer`: an int keeps that layer's two panels, a block name just
+    that panel, None all of them. One colour scale for all panels; entries other than 0
+    and 1 (numerical values, averages) are written in their cells. Returns the Figure."""
+    tokens = list(tokens)
+    out = model.apply([model.input_encoder.bos_token, *tokens])
+    names = list(out.residuals)
+    if layer is None:
+        chosen = names
+    elif isinstance(layer, str):
+        if layer not in names:
+            raise ValueError(f"no block {layer!r}; the blocks are {names}")
+        chosen = [layer]
+    elif isinstance(layer, int) and 0 <= layer < len(model.weights.layers):
+        chosen = [f"layer_{layer}/attn", f"layer_{layer}/mlp"]
+    else:
+        raise ValueError(f"layer {layer!r} out of range: the model has layers 0..{len(model.weights.layers) - 1}")
+    labels = list(out.residual_labels)
+    rows = _token_labels(model, tokens)
+    data = [np.asarray(out.residuals[name], dtype=float) for name in chosen]  # each [seq, d_model]
+    bound = max(max(float(np.abs(d).max()) for d in data), 1e-9)
+    tick_size, cell = 7.0, 0.2
+    # Everything below in inches, then turned into figure fractions.
+    fig = _new_figure(1.0, 1.0)
+    left = 0.35 + _text_width(fig, rows, tick_size)
+    below = 0.12 + _text_width(fig, labels, tick_size) + 0.3  # rotated tick labels, then the x label
+    title_room, gap, top, right = 0.3, 0.12, 0.45, 1.3
+    panel = len(rows) * cell
+    plot_width = len(labels) * cell
+    captions = [_block_caption(model, name) for name in chosen]
+    title = f"residual stream of {_model_name(model)!r} on {tokens}"
+    beside = max(plot_width, _text_width(fig, captions, 8))  # the colour bar goes right of this
+    width = max(left + beside + right, _text_width(fig, [title], 10) + 0.5)
+    left += (width - (left + beside + right)) / 2  # centred under a wider title
+    height = top + len(chosen) * (title_room + panel) + (len(chosen) - 1) * gap + below
+    fig.set_size_inches(width, height)
+    directions = model.layout.directions
+    axes, image = [], None
+    y = height - top
+    for caption, values in zip(captions, data):
+        y -= title_room + panel
+        ax = fig.add_axes((left / width, y / height, plot_width / width, panel / height), sharex=axes[0] if axes else None)
+        image = ax.imshow(values, cmap=_soft_diverging(), norm=TwoSlopeNorm(0.0, -bound, bound), aspect="auto",
+                          interpolation="nearest")
+        ax.set_yticks(range(len(rows)), labels=rows, fontsize=tick_size)
+        ax.set_title(caption, fontsize=8, loc="left", pad=3)
+        for x in _block_edges(directions):
+            ax.axvline(x, color="black", linewidth=0.5)
+        odd = np.argwhere((np.abs(values) > 0.005) & (np.abs(values - 1) > 0.005))  # not 0, not one-hot 1
+        if len(odd) <= 400:
+            for r, c in odd:
+                ax.text(c, r, f"{values[r, c]:.2g}", ha="center", va="center", fontsize=4.5,
+                        color="white" if abs(values[r, c]) > 0.75 * bound else "black")
+        ax.tick_params(axis="x", bottom=False, labelbottom=False)
+        axes.append(ax)
+        y -= gap
+    last = axes[-1]
+    last.tick_params(axis="x", bottom=True, labelbottom=True)
+    last.set_xticks(range(len(labels)), labels=labels, rotation=90, fontsize=tick_size)
+    last.set_xlabel("residual direction")
+    fig.text(0.5, 1 - 0.25 / height, title, ha="center", va="center", fontsize=10)
+    span_top, span_bottom = height - top - title_room, y + gap
+    bar_height = min(span_top - span_bottom, 3.0)
+    bar_bottom = (span_top + span_bottom - bar_height) / 2
+    bar = fig.add_axes(((left + beside + 0.2) / width, bar_bottom / height, 0.14 / width, bar_height / height))
+    fig.colorbar(image, cax=bar, label="value")
+    return _save(fig, path)
+
+
+def _text_width(fig: Figure, strings: Sequence[str], fontsize: float, **style: Any) -> float:
+    """The widest of `strings` at `fontsize`, in inches (measured with fig's renderer)."""
+    renderer = fig.canvas.get_renderer()
+    widest = 0.0
+    for s in strings:
+        text = fig.text(0, 0, s, fontsize=fontsize, **style)
+        widest = max(widest, text.get_window_extent(renderer).width / fig.dpi)
+        text.remove()
+    return widest
+
+
+# ---------------------------------------------------------------------------- selector compositions
+
+
+GROWTH_STRATEGIES = ("factored", "product_keys", "product_queries", "product_both")
+
+
+def composition_growth(max_atoms: int = 4) -> dict[str, dict[str, list[int | None]]]:
+    """Head widths for the AND and the OR of m = 1..max_atoms atoms `k_j == q_j` over
+    two-valued SOps (the growth table of docs/selector_composition.md), per encoding:
+    {"AND" | "OR": {encoding: [width, or None where one head on it can't carry it]}}."""
+    from rasp_lab.selectors import analyze
+
+    if not (isinstance(max_atoms, int) and max_atoms >= 1):
+        raise ValueError(f"max_atoms must be a positive integer, got {max_atoms!r}")
+    out: dict[str, dict[str, list[int | None]]] = {op: {s: [] for s in GROWTH_STRATEGIES} for op in ("AND", "OR")}
+    for m in range(1, max_atoms + 1):
+        keys = [rasp.Map(lambda x: x, rasp.tokens, simplify=False).named(f"k{j}") for j in range(m)]
+        queries = [rasp.Map(lambda x: x, rasp.tokens, simplify=False).named(f"q{j}") for j in range(m)]
+        atoms = [rasp.Select(k, q, rasp.Comparison.EQ) for k, q in zip(keys, queries)]
+        conj, disj = atoms[0], atoms[0]
+        for atom in atoms[1:]:
+            conj, disj = conj & atom, disj | atom
+        values = {s.label: [0, 1] for s in keys + queries}
+        for op, selector in (("AND", conj), ("OR", disj)):
+            widths = analyze(selector, value_sets=values).widths
+            for strategy in GROWTH_STRATEGIES:
+                out[op][strategy].append(widths[strategy])
+    return out
+
+
+_STRATEGY_STYLE = {
+    "factored": dict(color="#1f77b4", marker="o", linestyle="-"),
+    "product_keys": dict(color="#ff7f0e", marker="s", linestyle="--"),
+    "product_queries": dict(color="#2ca02c", marker="^", linestyle="-."),
+    "product_both": dict(color="#d62728", marker="D", linestyle=":"),
+}
+
+
+def plot_composition_growth(path: PathLike, max_atoms: int = 4) -> Figure:
+    """Head width (query + key directions) against the number of atoms m for the AND and
+    the OR of m equality atoms over two-valued SOps, one line per encoding (factored,
+    product_keys, product_queries, product_both), log-scale widths; an `x` on the bottom
+    edge (the "doesn't fit" row) marks an encoding on which one head can't carry the composition. Coinciding lines
+    are nudged sideways a little to stay visible. Returns the Figure."""
+    data = composition_growth(max_atoms)
+    ms = np.arange(1, max_atoms + 1)
+    fig = _new_figure(9.0, 4.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    every = [w for op in data.values() for ws in op.values() for w in ws if w is not None]
+    low, high = min(every), max(every)
+    miss = low / 1.45  # where an `x` marks "one head on this encoding can't carry it"
+    for ax, op in zip(axes, ("AND", "OR")):
+        for i, strategy in enumerate(GROWTH_STRATEGIES):
+            widths = data[op][strategy]
+            nudge = (i - (len(GROWTH_STRATEGIES) - 1) / 2) * 0.04
+            style = _STRATEGY_STYLE[strategy]
+            fits = [(m + nudge, w) for m, w in zip(ms, widths) if w is not None]
+            if fits:
+                x, y = zip(*fits)
+                ax.plot(x, y, label=strategy, markersize=5, linewidth=1.4, **style)
+            misses = [m + nudge for m, w in zip(ms, widths) if w is None]
+            if misses:
+                ax.plot(misses, [miss] * len(misses), linestyle="none", marker="x", color=style["color"],
+                        markersize=7, clip_on=False, label=None if fits else strategy)
+        ax.set_yscale("log", base=2)
+        ax.set_ylim(low / 1.7, high * 1.4)
+        ticks = [miss] + [2**e for e in range(int(np.floor(np.log2(low))), int(np.ceil(np.log2(high))) + 1)]
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: "doesn't fit" if y == miss else f"{y:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_locator(FixedLocator(ms))
+        ax.set_xlim(0.6, max_atoms + 0.4)
+        ax.set_xlabel("atoms m")
+        ax.grid(True, which="major", alpha=0.3)
+        joiner = " & " if op == "AND" else " | "
+        ax.set_title(f"{op}: " + joiner.join(f"(k{j} == q{j})" for j in range(min(max_atoms, 2))) + (joiner + "..." if max_atoms > 2 else ""),
+                     fontsize=9)
+    axes[0].set_ylabel("head width (query + key directions)", fontsize=9)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(GROWTH_STRATEGIES), fontsize=8, frameon=False)
+    fig.suptitle("one head per composition of m atoms over two-valued SOps: width per encoding", fontsize=10)
+    fig.subplots_adjust(left=0.11, right=0.98, top=0.86, bottom=0.22, wspace=0.08)
+    return _save(fig, path)
+
