@@ -473,7 +473,11 @@ class CompiledModel:
         names = ["embed"] + [f"layer_{layer}/{part}" for layer in range(len(patterns)) for part in ("attn", "mlp")]
         by_block = {name: r[0] for name, r in zip(names, residuals)}
         attention = {layer: p[0] for layer, p in enumerate(patterns)}
-        cache: dict[str, np.ndarray] = {"hook_embed": residuals[0][0]}
+        # As in TransformerLens: token and position embeddings apart; their sum is resid_pre.
+        cache: dict[str, np.ndarray] = {
+            "hook_embed": np.asarray(self.compact_params["token_embed"]["embeddings"])[ids[0]],
+            "hook_pos_embed": np.asarray(self.compact_params["pos_embed"]["embeddings"])[: ids.shape[1]],
+        }
         for layer, pattern in enumerate(patterns):
             pre, mid, post = residuals[2 * layer][0], residuals[2 * layer + 1][0], residuals[2 * layer + 2][0]
             cache[f"blocks.{layer}.hook_resid_pre"] = pre
