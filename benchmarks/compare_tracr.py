@@ -132,6 +132,7 @@ def worker(system: str, name: str, n: int, repeats: int, batch: int, samples: in
     program = build(system, name, n)
     if system == "rasp_lab":
         import rasp_lab
+        import rasp_lab.compiling  # noqa: F401  (rasp_lab imports lazily; import before timing, as for Tracr)
 
         def compile_once():
             return rasp_lab.compile(program, vocab, n)
