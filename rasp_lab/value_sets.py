@@ -182,14 +182,19 @@ class _Inference:
         return not (fst & snd) and not (fst & self.local and snd & self.local)
 
     def _enumerate(self, label: str, expr: rasp.SOp) -> frozenset | None:
+        exact, results = self._joint_values(label, expr)
+        if results is None:
+            return None
+        if exact:
+            self.exact.add(label)
+        return self._bounded(results)
+
+    def _joint_values(self, label: str, expr: rasp.SOp) -> tuple[bool, set | None]:
+        """(exact?, values) from the children's sets where they are separable, else from
+        the joint space of the SOp's sources (or, if that is too large, the children's)."""
         if self._separable(expr):
             exact = all(c.label in self.exact for c in expr.children)
-            results = self._children_product(expr, exact)
-            if results is None:
-                return None
-            if exact:
-                self.exact.add(label)
-            return self._bounded(results)
+            return exact, self._children_product(expr, exact)
         sources = sorted(self.sources[label])
         leaves = [s for s in sources if s in self.local]
         others = [s for s in sources if s not in self.local]
@@ -197,25 +202,19 @@ class _Inference:
         for source in others:
             values = self.sets[source]
             if values is None:
-                return None
+                return False, None
             domains.append(sorted(values, key=_sort_key))
+        if math.prod(len(d) for d in domains) > MAX_ASSIGNMENTS:
+            return False, self._children_product(expr, False)
         exact = not others
-        if math.prod(len(d) for d in domains) <= MAX_ASSIGNMENTS:
-            results: set = set()
-            for assignment in itertools.product(*domains):
-                env = dict(zip(leaves, assignment[0])) if leaves else {}
-                env.update(zip(others, assignment[1:] if leaves else assignment))
-                ok, value = self._pointwise(expr, env, exact)
-                if ok:
-                    results.add(value)
-        else:
-            exact = False
-            results = self._children_product(expr, exact)
-            if results is None:
-                return None
-        if exact:
-            self.exact.add(label)
-        return self._bounded(results)
+        results: set = set()
+        for assignment in itertools.product(*domains):
+            env = dict(zip(leaves, assignment[0])) if leaves else {}
+            env.update(zip(others, assignment[1:] if leaves else assignment))
+            ok, value = self._pointwise(expr, env, exact)
+            if ok:
+                results.add(value)
+        return exact, results
 
     def _children_product(self, expr: rasp.SOp, exact: bool) -> set | None:
         """f over the product of the children's sets (exact for separable children; else a
