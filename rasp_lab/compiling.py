@@ -1,7 +1,7 @@
 """The compiler pipeline, in order: this function is the table of contents.
 
-    program -> value sets (and graph) -> validation -> selector plans -> blocks
-            -> layers -> residual layout -> weights -> CompiledModel
+    program -> value sets (and graph) -> validation -> discretiser plans -> selector plans
+            -> blocks -> layers -> residual layout -> weights -> CompiledModel
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from rasp_lab import rasp
 from rasp_lab.compiler.assemble import assemble
 from rasp_lab.compiler.blocks import NeedsPrecision, build_blocks
+from rasp_lab.compiler.discretiser_plans import plan_discretisers
 from rasp_lab.compiler.layers import allocate_layers
 from rasp_lab.compiler.layout import residual_layout
 from rasp_lab.compiler.model import CompiledModel
@@ -60,14 +61,17 @@ def compile_rasp_to_model(
     errors = [p for p in check(program, sets, causal=causal, budget=COMPILE_SEARCH_BUDGET) if p.severity == "error"]
     if errors:
         raise ValidationError(errors)
-    plans = plan_selectors(program, sets, selector_strategy)
-    if plans.program is not program or plans.extra:
+    discretisers = plan_discretisers(program, sets)
+    if discretisers.splits:
+        sets = value_sets(discretisers.program, vocab, max_seq_len)
+    plans = plan_selectors(discretisers.program, sets, selector_strategy)
+    if plans.program is not discretisers.program or plans.extra:
         sets = value_sets(plans.program, vocab, max_seq_len, extra=plans.extra)
     graph = sets.graph
     target = float(leak)
     for _ in range(_PRECISION_STEPS):
         try:
-            blocks = build_blocks(graph, sets, plans, bos=compiler_bos, pad=compiler_pad, leak=target, causal=causal)
+            blocks = build_blocks(graph, sets, plans, discretisers, bos=compiler_bos, pad=compiler_pad, leak=target, causal=causal)
             break
         except NeedsPrecision:
             target /= 100

@@ -1,7 +1,8 @@
 """Pass: every SOp of the program -> the block that computes it, in named directions.
 
 - categorical Map / SequenceMap -> lookup MLP (one hidden unit per input value or pair);
-- numerical Map -> discretising MLP with per-threshold sharpness from the value set;
+- numerical Map -> discretising MLP with per-threshold sharpness from the value set (a Map
+  split by discretiser_plans: a one-hot discretiser, then a clamped read of its value);
 - numerical LinearSequenceMap -> exact linear MLP (ReLU(x) - ReLU(-x));
 - Aggregate -> Boolean head from the selector's plan: selected keys share the top logit,
   BOS one unit below, unselected keys at least one unit below BOS;
@@ -23,8 +24,10 @@ import numpy as np
 
 from rasp_lab import rasp
 from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
+from rasp_lab.compiler.discretiser_plans import CLAMP_TOLERANCE, DiscretiserPlans
 from rasp_lab.compiler.selector_plans import HeadPlan, SelectorPlans
 from rasp_lab.compiler.selector_tables import CompileError
+from rasp_lab.compiler.steps import clamped_steps
 from rasp_lab.graph import ProgramGraph
 from rasp_lab.value_sets import ValueSets
 
@@ -131,6 +134,7 @@ def build_blocks(
     graph: ProgramGraph,
     sets: ValueSets,
     plans: SelectorPlans,
+    discretisers: DiscretiserPlans,
     *,
     bos: Any,
     pad: Any,
@@ -138,15 +142,24 @@ def build_blocks(
     causal: bool = False,
 ) -> BlockPlan:
     """Blocks for every SOp of `graph`; heads follow `plans`; `leak` bounds each head's
-    misplaced attention."""
-    return _Builder(graph, sets, plans, bos=bos, pad=pad, leak=leak, causal=causal).run()
+    misplaced attention; the Maps `discretisers` split read their one-hot through clamps."""
+    return _Builder(graph, sets, plans, discretisers, bos=bos, pad=pad, leak=leak, causal=causal).run()
 
 
 class _Builder:
     def __init__(
-        self, graph: ProgramGraph, sets: ValueSets, plans: SelectorPlans, *, bos: Any, pad: Any, leak: float, causal: bool
+        self,
+        graph: ProgramGraph,
+        sets: ValueSets,
+        plans: SelectorPlans,
+        discretisers: DiscretiserPlans,
+        *,
+        bos: Any,
+        pad: Any,
+        leak: float,
+        causal: bool,
     ) -> None:
-        self.graph, self.sets, self.plans = graph, sets, plans
+        self.graph, self.sets, self.plans, self.discretisers = graph, sets, plans, discretisers
         self.causal = causal
         self.n = sets.max_seq_len
         self.n_pos = sets.max_seq_len + 1
@@ -270,6 +283,8 @@ class _Builder:
         if isinstance(expr, rasp.SequenceMap):
             return self._sequence_map(label, expr, encoding)
         if isinstance(expr, rasp.Map):
+            if label in self.discretisers.splits:
+                return self._clamped_read(label, expr)
             if rasp.is_numerical(expr.inner):
                 return self._numerical_map(label, expr, encoding)
             return self._categorical_map(label, expr, encoding)
@@ -335,6 +350,23 @@ class _Builder:
         error = inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
         return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), error)
 
+    def _clamped_read(self, label: str, expr: rasp.Map) -> NodeBlock:
+        """The numerical value of a split Map's one-hot (discretiser_plans): sum over values v
+        of v * clamp(2 o_v - 1/2, 0, 1), exact while every o_v is within 1/4 of 0 or 1."""
+        inner = self.node(expr.inner.label)
+        if inner.error >= CLAMP_TOLERANCE:
+            raise NeedsPrecision(label, inner.error, CLAMP_TOLERANCE)
+        out = Direction(label)
+        w_in: list[dict[Direction, float]] = []
+        w_out: list[dict[Direction, float]] = []
+        for direction in inner.directions:
+            value = float(expr.f(direction.value))
+            if value != 0:
+                w_in += [{direction: 2.0, ONE: -0.5}, {direction: 2.0, ONE: -1.5}]
+                w_out += [{out: value}, {out: -value}]
+        mlp = self._finish_mlp(label, "numerical_read", list(inner.directions), (out,), w_in, w_out, CLAMP_TOLERANCE)
+        return NodeBlock(label, rasp.Encoding.NUMERICAL, (out,), None, mlp, (inner.label,), 0.0)
+
     def _sequence_map(self, label: str, expr: rasp.SequenceMap, encoding: rasp.Encoding) -> NodeBlock:
         fst, snd = self.node(expr.fst.label), self.node(expr.snd.label)
         outputs = self.directions(label, encoding)
@@ -383,32 +415,12 @@ class _Builder:
         outputs: tuple[Direction, ...],
         encoding: rasp.Encoding,
     ) -> MLPBlock:
-        """out(x) = g(v) for x within tolerance of each reachable input value v.
-
-        A constant unit gives g(v_0); each threshold t between neighbours v_{i-1} < v_i adds
-        a clamped step min(1, max(0, L (x - t) + 1/2)) = ReLU(.) - ReLU(. - 1) with
-        sharpness L = 2 / (v_i - v_{i-1}), exact while |x - v| <= (v_i - v_{i-1}) / 4. Steps
-        between neighbours with the same output are left out.
-        """
-        points = sorted(points, key=lambda p: p[0])
-        entries = [self._output_entry(outputs, encoding, g) for _, g in points]
-        w_in: list[dict[Direction, float]] = [{ONE: 1.0}]
-        w_out: list[dict[Direction, float]] = [entries[0]]
-        tolerance = math.inf
-        for (x0, _), (x1, _), before, after in zip(points, points[1:], entries, entries[1:]):
-            gap = x1 - x0
-            sharpness = 2.0 / gap
-            threshold = (x0 + x1) / 2
-            delta = {d: after.get(d, 0.0) - before.get(d, 0.0) for d in set(before) | set(after)}
-            delta = {d: v for d, v in delta.items() if v != 0}
-            if not delta:
-                continue  # same output on both sides: no step, and no precision needed here
-            tolerance = min(tolerance, gap / 4)
-            w_in.append({source: sharpness, ONE: 0.5 - sharpness * threshold})
-            w_out.append(delta)
-            w_in.append({source: sharpness, ONE: -0.5 - sharpness * threshold})
-            w_out.append({d: -v for d, v in delta.items()})
-        return self._finish_mlp(label, kind, [source], outputs, w_in, w_out, tolerance)
+        """out(x) = g(v) for x within tolerance of each reachable input value v: clamped
+        steps between neighbours whose outputs differ (rasp_lab/compiler/steps.py)."""
+        steps = clamped_steps([(x, self._output_entry(outputs, encoding, g)) for x, g in points])
+        w_in = [{source: u.slope, ONE: u.bias} if u.slope else {ONE: u.bias} for u in steps.units]
+        w_out = [dict(u.out) for u in steps.units]
+        return self._finish_mlp(label, kind, [source], outputs, w_in, w_out, steps.tolerance)
 
     def _numerical_map(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
         inner = self.node(expr.inner.label)

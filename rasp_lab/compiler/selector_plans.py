@@ -24,6 +24,7 @@ from typing import Any
 
 from rasp_lab import rasp
 from rasp_lab.compiler.basis import sort_values
+from rasp_lab.compiler.rewrite import rewrite
 from rasp_lab.compiler.selector_tables import CompileError, conjunct_pairs
 from rasp_lab.evaluator import topological
 from rasp_lab.selectors import (
@@ -193,17 +194,13 @@ def _multi_head_cost(sets: ValueSets) -> int:
 
 def _rewrite_multi_head(program: rasp.SOp, sets: ValueSets, strategy: str | Mapping[str, str]) -> rasp.SOp:
     """Replace SelectorWidth(S) by length - SelectorWidth(~S) where that is chosen."""
-    rebuilt: dict[int, rasp.RASPExpr] = {}
-    for node in topological(program):
-        children = tuple(rebuilt.get(id(c), c) for c in node.children)
-        new: rasp.RASPExpr | None = None
+
+    def replace(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
         if isinstance(node, rasp.SelectorWidth) and _wants_multi_head(node, sets, _forced(strategy, node.selector.label)):
-            new = _width_by_complement(node, children[0])  # type: ignore[arg-type]
-        elif any(c is not o for c, o in zip(children, node.children)):
-            new = _rebuild(node, children)
-        if new is not None:
-            rebuilt[id(node)] = new
-    return rebuilt.get(id(program), program)  # type: ignore[return-value]
+            return _width_by_complement(node, children[0])
+        return None
+
+    return rewrite(program, replace)
 
 
 def _wants_multi_head(node: rasp.SelectorWidth, sets: ValueSets, forced: str) -> bool:
@@ -333,31 +330,3 @@ def _check_none(selector: rasp.Selector, sets: ValueSets) -> None:
     from rasp_lab.compiler.selector_tables import selector_tables
 
     selector_tables(selector, sets)
-
-
-def _rebuild(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr:
-    """A copy of `node` on new children, with the same annotations and label."""
-    if isinstance(node, rasp.LinearSequenceMap):
-        new: rasp.RASPExpr = rasp.LinearSequenceMap(children[0], children[1], node.fst_fac, node.snd_fac)
-    elif isinstance(node, rasp.SequenceMap):
-        new = rasp.SequenceMap(node.f, children[0], children[1])
-    elif isinstance(node, rasp.Map):
-        new = rasp.Map(node.f, children[0], simplify=False)
-    elif isinstance(node, rasp.Aggregate):
-        new = rasp.Aggregate(children[0], children[1], default=node.default)
-    elif isinstance(node, rasp.SelectorWidth):
-        new = rasp.SelectorWidth(children[0])
-    elif isinstance(node, rasp.Select):
-        new = rasp.Select(children[0], children[1], node.predicate)
-    elif isinstance(node, rasp.SelectorAnd):
-        new = rasp.SelectorAnd(children[0], children[1])
-    elif isinstance(node, rasp.SelectorOr):
-        new = rasp.SelectorOr(children[0], children[1])
-    elif isinstance(node, rasp.SelectorNot):
-        new = rasp.SelectorNot(children[0])
-    else:
-        raise CompileError(node.label, f"cannot rebuild {type(node).__name__}")
-    annotations = dict(node._annotations)
-    annotations["name"] = node.label
-    return rasp.annotate(new, **annotations)
-

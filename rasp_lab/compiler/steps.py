@@ -1,0 +1,94 @@
+"""Clamped steps: how one MLP turns a numerical value into a step function of it.
+
+Shared by the discretising MLPs (rasp_lab.compiler.blocks) and by the pass that decides
+where one such MLP is too wide for float32 (rasp_lab.compiler.discretiser_plans).
+
+For reachable values v_0 < ... < v_k with outputs g(v_i) the MLP computes
+g(v_0) + sum_i delta_i * step_i(x), with one step per threshold t_i = (v_{i-1} + v_i) / 2
+where the output changes by delta_i. step_i(x) = clamp(L (x - t_i) + 1/2, 0, 1) =
+ReLU(a) - ReLU(a - 1), a = L (x - t_i) + 1/2, with sharpness L = 2 / (v_i - v_{i-1}):
+exact while x is within (v_i - v_{i-1}) / 4 of a reachable value.
+
+Far from its threshold both units of a step are of size L * |x - t_i|; only their
+difference (0 or 1) reaches the output. Each step therefore faces the nearer end of the
+value range: built from below (units large above t_i) when t_i is in the upper half, and
+from above otherwise (step = 1 - clamp(L (t_i - x) + 1/2, 0, 1), units large below t_i),
+which halves the largest unit and the number of large units at any x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+F32_UNIT_ROUNDOFF = 2.0**-24
+"""float32 rounds a result r to within |r| times this."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One hidden unit: ReLU(slope * x + bias * ONE), written to `out` with these weights."""
+
+    slope: float
+    bias: float
+    out: Mapping[Hashable, float]
+
+
+@dataclass(frozen=True)
+class Steps:
+    units: tuple[Unit, ...]
+    """The constant unit (slope 0, bias 1) first, then two units per step."""
+    tolerance: float
+    """Largest error on x for which the output is still exact (inf: no step)."""
+
+
+def clamped_steps(points: Sequence[tuple[float, Mapping[Hashable, float]]]) -> Steps:
+    """Units computing out(x) = entry(v) for x near each reachable (v, entry) of `points`."""
+    points = sorted(points, key=lambda p: p[0])
+    lowest, highest = points[0][0], points[-1][0]
+    constant = dict(points[0][1])
+    pairs: list[Unit] = []
+    tolerance = float("inf")
+    for (x0, before), (x1, after) in zip(points, points[1:]):
+        delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in {**before, **after}}
+        delta = {k: v for k, v in delta.items() if v != 0}
+        if not delta:
+            continue  # same output on both sides: no step, and no precision needed here
+        gap = x1 - x0
+        sharpness = 2.0 / gap
+        threshold = (x0 + x1) / 2
+        tolerance = min(tolerance, gap / 4)
+        if highest - threshold <= threshold - lowest:
+            slope, bias = sharpness, -sharpness * threshold
+        else:  # from above: delta * step = delta - delta * clamp(L (t - x) + 1/2)
+            for k, v in delta.items():
+                constant[k] = constant.get(k, 0.0) + v
+            delta = {k: -v for k, v in delta.items()}
+            slope, bias = -sharpness, sharpness * threshold
+        pairs.append(Unit(slope, bias + 0.5, delta))
+        pairs.append(Unit(slope, bias - 0.5, {k: -v for k, v in delta.items()}))
+    constant = {k: v for k, v in constant.items() if v != 0}
+    return Steps((Unit(0.0, 1.0, constant), *pairs), tolerance)
+
+
+def rounding_scale(steps: Steps, xs: Sequence[float]) -> float:
+    """max over x in `xs` and over outputs of sum_j |unit_j(x) * out_j|.
+
+    float32 rounds the output by up to about F32_UNIT_ROUNDOFF times this, times a factor
+    that depends on the number of units and on the order the matmul sums them in, however
+    small the output itself is: the units' large values cancel only in exact arithmetic.
+    """
+    keys = sorted({k for u in steps.units for k in u.out}, key=repr)
+    if not keys or not len(xs):
+        return 0.0
+    column = {k: i for i, k in enumerate(keys)}
+    slope = np.array([u.slope for u in steps.units])  # [units]
+    bias = np.array([u.bias for u in steps.units])  # [units]
+    out = np.zeros((len(steps.units), len(keys)))  # [units, outputs]
+    for j, u in enumerate(steps.units):
+        for k, v in u.out.items():
+            out[j, column[k]] = abs(v)
+    hidden = np.maximum(np.asarray(xs, dtype=float)[:, None] * slope[None, :] + bias[None, :], 0.0)  # [xs, units]
+    return float((hidden @ out).max())

@@ -1,0 +1,177 @@
+"""Wide numerical Maps stay exact in float32 (rasp_lab/compiler/discretiser_plans.py).
+
+The program below maps a running mean of six token values (146 distinct means up to length
+6) through a function that changes at almost every mean. As one MLP of clamped steps its
+units reach 1e4 and float32 sums them with errors up to ~1e-3, depending on the batch's
+shape; split into a one-hot discretiser and a clamped read it is exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+from rasp_lab.programs import registry
+
+import rasp_lab
+from rasp_lab import rasp
+from rasp_lab.compiler import discretiser_plans
+from rasp_lab.compiler.selector_tables import CompileError
+from rasp_lab.compiler.steps import F32_UNIT_ROUNDOFF, clamped_steps, rounding_scale
+from rasp_lab.value_sets import value_sets
+
+WEIGHTS = {"a": 0, "b": 1, "c": 3, "d": 7, "e": 12, "f": 20}
+N = 6
+
+
+def wiggle(v: float) -> float:
+    return (round(v * 7) % 7) * 1.5
+
+
+def wide_program() -> rasp.SOp:
+    x = rasp.numerical(rasp.Map(lambda t: WEIGHTS[t], rasp.tokens)).named("weight")
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("prefix")
+    mean = rasp.numerical(rasp.Aggregate(prefix, x, default=0)).named("mean")
+    return rasp.numerical(rasp.Map(wiggle, mean)).named("wiggle")
+
+
+def inputs() -> list[list[str]]:
+    """Every input up to length 4, then 600 seeded random ones of lengths 5 and 6."""
+    rng = random.Random(7)
+    out = [list(xs) for n in range(1, 5) for xs in itertools.product(sorted(WEIGHTS), repeat=n)]
+    return out + [[rng.choice(sorted(WEIGHTS)) for _ in range(rng.choice((5, 6)))] for _ in range(600)]
+
+
+def worst_error(model: rasp_lab.CompiledModel, rows: list[list[str]]) -> float:
+    """Largest |model - evaluator| over `rows`, run as ONE padded batch (float32 haiku)."""
+    ids = model.encode_batch(rows)  # [rows, 1 + longest]
+    residuals, _ = model.forward(ids)
+    got = model.decode(residuals[-1], ids)
+    worst = 0.0
+    for xs, values in zip(rows, got, strict=True):
+        want = rasp.evaluate(model.program, xs)
+        worst = max(worst, max(abs(g - e) for g, e in zip(values, want, strict=True)))
+    return worst
+
+
+@pytest.fixture(scope="module")
+def split_model() -> rasp_lab.CompiledModel:
+    return rasp_lab.compile(wide_program(), set(WEIGHTS), N)
+
+
+def test_wide_numerical_map_is_split_and_exact(split_model: rasp_lab.CompiledModel) -> None:
+    node = split_model.plan.nodes["wiggle"]
+    assert node.mlp is not None and node.mlp.kind == "numerical_read"
+    values = split_model.plan.nodes["wiggle_values"]
+    assert values.mlp is not None and values.mlp.kind == "numerical_map"
+    assert {d.value for d in values.directions} == {k * 1.5 for k in range(7)}
+    assert split_model.where(split_model.program).label == "wiggle"
+    assert worst_error(split_model, inputs()) <= 1e-6
+
+
+def test_split_agrees_in_the_numpy_forward(split_model: rasp_lab.CompiledModel) -> None:
+    rows = inputs()[-200:]
+    ids = split_model.encode_batch(rows)
+    residuals, _ = split_model.forward_numpy(ids)
+    got = split_model.decode(residuals[-1], ids)
+    for xs, values in zip(rows, got, strict=True):
+        assert values == pytest.approx(rasp.evaluate(split_model.program, xs), abs=1e-9), xs
+
+
+def test_one_layer_version_is_off_in_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the split, the same program is off by far more than 1e-6: what the split fixes."""
+    monkeypatch.setattr(discretiser_plans, "ONE_LAYER_SCALE", float("inf"))
+    model = rasp_lab.compile(wide_program(), set(WEIGHTS), N)
+    assert model.plan.nodes["wiggle"].mlp.kind == "numerical_map"
+    assert "wiggle_values" not in model.plan.nodes
+    assert worst_error(model, inputs()) > 1e-5
+
+
+def test_plan_records_why_and_the_float32_bound() -> None:
+    program = wide_program()
+    sets = value_sets(program, set(WEIGHTS), N)
+    plans = discretiser_plans.plan_discretisers(program, sets)
+    assert set(plans.splits) == {"wiggle"}
+    plan = plans.splits["wiggle"]
+    assert plan.values_label == "wiggle_values"
+    assert plan.one_layer_scale > discretiser_plans.ONE_LAYER_SCALE * 9.0
+    assert 0 < plan.float32_bound < discretiser_plans.CLAMP_TOLERANCE
+    assert plans.program.label == "wiggle" and plans.program is not program
+    # the rewritten program computes the same function
+    for xs in inputs()[:300]:
+        assert rasp.evaluate(plans.program, xs) == rasp.evaluate(program, xs)
+
+
+def test_no_zoo_program_is_split() -> None:
+    """The zoo's numerical Maps are narrow: none pays the extra layer."""
+    for name in registry.names():
+        entry = registry.get(name)
+        program = entry.build()
+        plans = discretiser_plans.plan_discretisers(program, value_sets(program, entry.vocab, entry.max_seq_len))
+        assert not plans.splits, name
+        assert plans.program is program
+
+
+def test_values_label_avoids_existing_labels() -> None:
+    taken = rasp.numerical(rasp.Map(lambda t: WEIGHTS[t], rasp.tokens)).named("wiggle_values")
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    mean = rasp.numerical(rasp.Aggregate(prefix, taken, default=0))
+    program = rasp.numerical(rasp.Map(wiggle, mean)).named("wiggle")
+    model = rasp_lab.compile(program, set(WEIGHTS), N)
+    assert "wiggle_values_" in model.plan.nodes and model.plan.nodes["wiggle_values"].mlp.kind == "categorical_map"
+    assert worst_error(model, inputs()[:400]) <= 1e-6
+
+
+def test_unresolvable_numerical_map_is_refused() -> None:
+    """Values 1e-7 apart in the middle of a range of 2e7: a step between them has units of
+    size 1e14 at either end, which no float32 MLP cancels; CompileError, not a wrong model."""
+    spots = {"a": -1e7, "b": 0.0, "c": 1e-7, "d": 1e7}
+    x = rasp.numerical(rasp.Map(lambda t: spots[t], rasp.tokens)).named("far")
+    program = rasp.numerical(rasp.Map(lambda v: 1 if v <= 0 else 2, x)).named("pick")
+    with pytest.raises(CompileError, match=r"pick.*float32 can't compute this numerical Map exactly"):
+        rasp_lab.compile(program, set(spots), 2)
+
+
+def test_a_small_gap_near_the_end_of_the_range_stays_one_layer() -> None:
+    """The same gap at the low end: each step faces the nearer end, so units stay small."""
+    spots = {"a": 0.0, "b": 1e-7, "c": 1e7}
+    x = rasp.numerical(rasp.Map(lambda t: spots[t], rasp.tokens)).named("far")
+    program = rasp.numerical(rasp.Map(lambda v: {0.0: 1, 1e-7: 2, 1e7: 3}[v], x)).named("pick")
+    model = rasp_lab.compile(program, set(spots), 2)
+    assert model.plan.nodes["pick"].mlp.kind == "numerical_map"
+    rows = [list(xs) for n in (1, 2) for xs in itertools.product(sorted(spots), repeat=n)]
+    assert model.run_batch(rows) == [rasp.evaluate(program, xs) for xs in rows]
+
+
+def test_clamped_steps_compute_the_step_function() -> None:
+    points = [(0.0, 2.0), (0.5, 2.0), (1.0, -1.0), (3.0, 4.0), (3.25, 0.0)]
+    steps = clamped_steps([(x, {"y": g}) for x, g in points])
+    assert steps.tolerance == pytest.approx(0.25 / 4)
+    assert len(steps.units) == 1 + 2 * 3  # no step between the two 2.0s
+    for x, g in points:
+        for dx in (-steps.tolerance, 0.0, steps.tolerance):
+            h = [max(0.0, u.slope * (x + dx) + u.bias) for u in steps.units]
+            assert sum(hj * u.out.get("y", 0.0) for hj, u in zip(h, steps.units)) == pytest.approx(g, abs=1e-9)
+    # each step faces the nearer end: its units stay within L * (half the range) + 1/2
+    for u in steps.units[1:]:
+        largest = max(abs(u.slope * x + u.bias) for x in (0.0, 3.25) if u.slope * x + u.bias > 0)
+        assert largest <= abs(u.slope) * 3.25 / 2 + 0.5 + 1e-9
+
+
+def test_rounding_scale_by_hand() -> None:
+    # One step at t = 1 (L = 1) from below, jump 3: at x = 2 the units are 1.5 and 0.5.
+    steps = clamped_steps([(0.0, {"y": 0.0}), (2.0, {"y": 3.0})])
+    assert rounding_scale(steps, [0.0, 2.0]) == pytest.approx(3 * 1.5 + 3 * 0.5)
+    assert discretiser_plans.float32_bound(steps, [0.0, 2.0]) == pytest.approx(4 * F32_UNIT_ROUNDOFF * 6.0)
+    assert np.isclose(rounding_scale(steps, []), 0.0)
+
+
+def test_split_model_saves_and_loads(split_model: rasp_lab.CompiledModel, tmp_path) -> None:
+    path = tmp_path / "wiggle.npz"
+    split_model.save(path)
+    loaded = rasp_lab.load(path)
+    rows = inputs()[-100:]
+    assert loaded.run_batch(rows) == split_model.run_batch(rows)
+    assert "wiggle (numerical_read)" in loaded.summary()
