@@ -15,6 +15,7 @@ a head that selects nothing reads 0 (numerical) or the empty one-hot, i.e. None.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,11 +28,16 @@ from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matr
 from rasp_lab.compiler.discretiser_plans import CLAMP_TOLERANCE, DiscretiserPlans
 from rasp_lab.compiler.selector_plans import HeadPlan, SelectorPlans
 from rasp_lab.compiler.selector_tables import CompileError
-from rasp_lab.compiler.steps import clamped_steps
+from rasp_lab.compiler.steps import clamped_steps, float32_estimate
 from rasp_lab.graph import ProgramGraph
 from rasp_lab.value_sets import ValueSets
 
 BOS_DIRECTION_NAME = "tokens"
+
+NOISY_ONE_HOT = 1e-5
+"""A numerical Map reads a categorical SOp whose error bound exceeds this through clamps
+(exact) rather than linearly (which would pass the error on, times the Map's values). Heads'
+leak (1e-6 by default) stays below it; float32 noise from a wide discretiser does not."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class MLPBlock:
     w_out: np.ndarray  # [hidden, len(outputs)]
     tolerance: float
     """Largest error on the numerical input for which the output is still exact."""
+    rounding: float = 0.0
+    """float32's estimated error in any output (steps.float32_estimate; 0 for the lookup
+    MLPs, whose outputs each sum a few terms of the size of their weights)."""
 
     @property
     def hidden(self) -> int:
@@ -283,10 +292,11 @@ class _Builder:
         if isinstance(expr, rasp.SequenceMap):
             return self._sequence_map(label, expr, encoding)
         if isinstance(expr, rasp.Map):
-            if label in self.discretisers.splits:
-                return self._clamped_read(label, expr)
             if rasp.is_numerical(expr.inner):
                 return self._numerical_map(label, expr, encoding)
+            noisy = self.node(expr.inner.label).error > NOISY_ONE_HOT
+            if label in self.discretisers.splits or (encoding is rasp.Encoding.NUMERICAL and noisy):
+                return self._clamped_read(label, expr)
             return self._categorical_map(label, expr, encoding)
         if isinstance(expr, rasp.Aggregate):
             return self._aggregate(label, expr, encoding)
@@ -351,8 +361,9 @@ class _Builder:
         return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), error)
 
     def _clamped_read(self, label: str, expr: rasp.Map) -> NodeBlock:
-        """The numerical value of a split Map's one-hot (discretiser_plans): sum over values v
-        of v * clamp(2 o_v - 1/2, 0, 1), exact while every o_v is within 1/4 of 0 or 1."""
+        """A numerical Map of a categorical SOp whose one-hot is not clean (a split Map's,
+        see discretiser_plans, or any with error above NOISY_ONE_HOT): sum over values v of
+        f(v) * clamp(2 o_v - 1/2, 0, 1), exact while every o_v is within 1/4 of 0 or 1."""
         inner = self.node(expr.inner.label)
         if inner.error >= CLAMP_TOLERANCE:
             raise NeedsPrecision(label, inner.error, CLAMP_TOLERANCE)
@@ -360,10 +371,13 @@ class _Builder:
         w_in: list[dict[Direction, float]] = []
         w_out: list[dict[Direction, float]] = []
         for direction in inner.directions:
-            value = float(expr.f(direction.value))
-            if value != 0:
+            try:
+                value = expr.f(direction.value)
+            except Exception:
+                continue  # the value is not reachable through this Map (validate reports it)
+            if value is not None and value != 0:
                 w_in += [{direction: 2.0, ONE: -0.5}, {direction: 2.0, ONE: -1.5}]
-                w_out += [{out: value}, {out: -value}]
+                w_out += [{out: float(value)}, {out: -float(value)}]
         mlp = self._finish_mlp(label, "numerical_read", list(inner.directions), (out,), w_in, w_out, CLAMP_TOLERANCE)
         return NodeBlock(label, rasp.Encoding.NUMERICAL, (out,), None, mlp, (inner.label,), 0.0)
 
@@ -420,7 +434,8 @@ class _Builder:
         steps = clamped_steps([(x, self._output_entry(outputs, encoding, g)) for x, g in points])
         w_in = [{source: u.slope, ONE: u.bias} if u.slope else {ONE: u.bias} for u in steps.units]
         w_out = [dict(u.out) for u in steps.units]
-        return self._finish_mlp(label, kind, [source], outputs, w_in, w_out, steps.tolerance)
+        mlp = self._finish_mlp(label, kind, [source], outputs, w_in, w_out, steps.tolerance)
+        return dataclasses.replace(mlp, rounding=float32_estimate(steps, [x for x, _ in points]))
 
     def _numerical_map(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
         inner = self.node(expr.inner.label)
@@ -436,7 +451,7 @@ class _Builder:
         mlp = self._discretiser(label, "numerical_map", inner.directions[0], points, outputs, encoding)
         if inner.error > mlp.tolerance:
             raise NeedsPrecision(label, inner.error, mlp.tolerance)
-        return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), 0.0)
+        return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), mlp.rounding)
 
     # ------------------------------------------------------------------ heads
 
@@ -566,4 +581,4 @@ class _Builder:
         mlp = self._discretiser(
             label, "selector_width", scratch, [(share, w) for share, w in zip(shares, widths)], outputs, encoding
         )
-        return NodeBlock(label, encoding, outputs, head, mlp, tuple(dict.fromkeys(reads)), 0.0)
+        return NodeBlock(label, encoding, outputs, head, mlp, tuple(dict.fromkeys(reads)), mlp.rounding)

@@ -3,20 +3,20 @@
 A numerical -> numerical Map is one MLP of clamped steps (rasp_lab/compiler/steps.py),
 exact in real arithmetic. But each step's two units grow as L * |x - t| away from its
 threshold (L = 2 / gap between neighbouring input values) and cancel only in the sum, so
-float32 rounds the output by about F32_UNIT_ROUNDOFF times the MLP's *rounding scale*
-S = max over inputs of sum_j |hidden_j * w_out_j|, however small the output is. With many
-steps, small gaps and large jumps, S reaches 1e5 and outputs are off by 1e-3.
+float32 rounds the output in proportion to the units' sizes, however small the output is:
+with many steps, small gaps and large jumps the units reach 1e4 and outputs are off by 1e-3.
+`steps.float32_estimate` estimates that error (a working estimate, not a worst case).
 
-A Map whose S exceeds ONE_LAYER_SCALE * max(1, max |output|) is split:
+A Map whose one-layer estimate exceeds ONE_LAYER_ESTIMATE * max(1, max |output|) is split:
 
     numerical Map(f, x)  ->  numerical Map(value, categorical Map(f, x) named "<label>_values")
 
 The categorical Map has one direction per output value, and each direction sums only the
-steps at the edges of its own intervals (a few large units, not all of them); the outer
-Map reads that one-hot through clamps, clamp(2 o - 1/2, 0, 1) per value, exact while each
-direction is within 1/4 of 0 or 1. That costs one more MLP layer and a direction per output
-value. The split is refused with a CompileError when float32 could move a direction of the
-categorical Map by 1/4 (FLOAT32_BOUND_FACTOR below).
+steps at the edges of its own intervals; the outer Map reads that one-hot through clamps,
+clamp(2 o - 1/2, 0, 1) per value, exact while each direction is within 1/4 of 0 or 1. That
+costs one more MLP layer and a direction per output value. When even the one-hot's estimate
+reaches 1/4, no float32 MLP resolves the input's values and the Map is refused with a
+CompileError.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from typing import Any
 from rasp_lab import rasp
 from rasp_lab.compiler.rewrite import rewrite
 from rasp_lab.compiler.selector_tables import CompileError
-from rasp_lab.compiler.steps import F32_UNIT_ROUNDOFF, Steps, Unit, clamped_steps, rounding_scale
+from rasp_lab.compiler.steps import clamped_steps, float32_estimate
 from rasp_lab.evaluator import topological
 from rasp_lab.value_sets import ValueSets
 
-ONE_LAYER_SCALE = 2.0**10
-"""A one-layer discretiser is kept while S <= this * max(1, max |output|): float32 then
-keeps the output within about 2^-14 (6e-5) of that magnitude."""
+ONE_LAYER_ESTIMATE = 1e-4
+"""A one-layer discretiser is kept while its float32 estimate is at most this times
+max(1, max |output|) (the relative tolerance rasp_lab.testing checks numerical outputs to)."""
 
 CLAMP_TOLERANCE = 0.25
 """How far a one-hot direction may be from 0 or 1 for the clamped read to stay exact."""
@@ -47,10 +47,10 @@ class SplitPlan:
     label: str
     values_label: str
     """The categorical SOp holding the Map's output value as a one-hot."""
-    one_layer_scale: float
-    """The one-layer MLP's rounding scale S (the reason for the split)."""
-    float32_bound: float
-    """Bound on how far float32 moves any direction of the categorical Map (< 1/4)."""
+    one_layer_estimate: float
+    """float32's estimated error in the one-layer MLP's output (the reason for the split)."""
+    float32_estimate: float
+    """How far float32 is estimated to move a direction of the categorical Map (< 1/4)."""
 
 
 @dataclass(frozen=True)
@@ -109,34 +109,22 @@ def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str]) -> SplitPlan 
     if len(points) < 2:
         return None
     xs = [x for x, _ in points]
-    one_layer = rounding_scale(clamped_steps([(x, {"out": float(g)}) for x, g in points]), xs)
+    one_layer = float32_estimate(clamped_steps([(x, {"out": float(g)}) for x, g in points]), xs)
     magnitude = max([1.0] + [abs(float(g)) for _, g in points])
-    if one_layer <= ONE_LAYER_SCALE * magnitude:
+    if one_layer <= ONE_LAYER_ESTIMATE * magnitude:
         return None
     one_hot = clamped_steps([(x, {g: 1.0}) for x, g in points])
-    bound = float32_bound(one_hot, xs)
-    if bound >= CLAMP_TOLERANCE:
+    estimate = float32_estimate(one_hot, xs)
+    if estimate >= CLAMP_TOLERANCE:
         raise CompileError(
             node.label,
-            f"float32 can't compute this numerical Map exactly: one MLP's rounding scale is {one_layer:.3g} "
+            f"float32 can't compute this numerical Map exactly: as one MLP its output may be off by {one_layer:.3g}, "
             f"and even as a one-hot over its {len(set(g for _, g in points))} output values a direction "
-            f"may be off by {bound:.3g} (>= {CLAMP_TOLERANCE}); the input {node.inner.label!r} has "
+            f"may be off by {estimate:.3g} (>= {CLAMP_TOLERANCE}); the input {node.inner.label!r} has "
             f"{len(points)} values too close together for its range",
         )
     values_label = f"{node.label}_values"
     while values_label in labels:
         values_label += "_"
     labels.add(values_label)
-    return SplitPlan(node.label, values_label, one_layer, bound)
-
-
-def float32_bound(steps: Steps, xs: list[float]) -> float:
-    """Bound on float32's error in any output of the steps' MLP. A sum of k terms in any
-    order is off by at most (k - 1) u times the sum of their sizes (u = F32_UNIT_ROUNDOFF);
-    each term itself by at most 3 u of its size (the pre-activation's product and sum, then
-    the product with w_out): (k + 2) u S_out per output, S_out its own rounding scale."""
-    worst = 0.0
-    for key in {k for u in steps.units for k in u.out}:
-        units = tuple(Unit(u.slope, u.bias, {key: u.out[key]}) for u in steps.units if key in u.out)
-        worst = max(worst, (len(units) + 2) * F32_UNIT_ROUNDOFF * rounding_scale(Steps(units, steps.tolerance), xs))
-    return worst
+    return SplitPlan(node.label, values_label, one_layer, estimate)
