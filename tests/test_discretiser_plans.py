@@ -13,6 +13,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rasp_lab.programs import registry
 
 import rasp_lab
@@ -205,3 +207,35 @@ def test_noisy_one_hot_is_read_through_clamps() -> None:
     lookup = rasp_lab.compile(flipped, set(WEIGHTS), N)
     assert lookup.plan.nodes["flipped"].mlp.kind == "categorical_map"
     assert lookup.run_batch(rows[:300]) == [rasp.evaluate(flipped, xs) for xs in rows[:300]]
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    weights=st.lists(st.integers(-20, 20), min_size=3, max_size=6, unique=True),
+    outputs=st.lists(st.integers(-50, 50), min_size=2, max_size=7),
+    resolution=st.integers(2, 30),
+    categorical_middle=st.booleans(),
+    max_seq_len=st.integers(3, 7),
+)
+def test_random_maps_of_running_means_are_exact(weights, outputs, resolution, categorical_middle, max_seq_len):
+    """Running means of random token weights, mapped through a random function of
+    round(mean * resolution) (numerical, or categorical then numerical): exact to 1e-5 of
+    the outputs on 400 inputs run as one padded batch, whatever the compiler chose."""
+    vocab = [f"t{i}" for i in range(len(weights))]
+    table = dict(zip(vocab, weights, strict=True))
+    x = rasp.numerical(rasp.Map(lambda t: table[t], rasp.tokens)).named("w")
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("prefix")
+    mean = rasp.numerical(rasp.Aggregate(prefix, x, default=0)).named("mean")
+
+    def f(v: float) -> int:
+        return outputs[round(v * resolution) % len(outputs)]
+
+    if categorical_middle:
+        middle = rasp.categorical(rasp.Map(f, mean)).named("middle")
+        program = rasp.numerical(rasp.Map(lambda c: c / 4, middle)).named("out")
+    else:
+        program = rasp.numerical(rasp.Map(lambda v: f(v) / 4, mean)).named("out")
+    model = rasp_lab.compile(program, set(vocab), max_seq_len)
+    rng = random.Random(f"{weights}{outputs}{resolution}")
+    rows = [[rng.choice(vocab) for _ in range(rng.randint(1, max_seq_len))] for _ in range(400)]
+    assert worst_error(model, rows) <= 1e-5 * max(1, max(abs(o) for o in outputs) / 4)
