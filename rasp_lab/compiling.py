@@ -73,10 +73,15 @@ def compile_rasp_to_model(
         try:
             blocks = build_blocks(graph, sets, plans, discretisers, bos=compiler_bos, pad=compiler_pad, leak=target, causal=causal)
             break
-        except NeedsPrecision:
+        except NeedsPrecision as need:
             target /= 100
+            last = need
     else:
-        raise CompileError(program.label, f"no head leak down to {target:.1e} makes every numerical MLP exact")
+        raise CompileError(
+            last.label,
+            f"its input may be off by {last.error:.3g} (head leak plus float32 rounding) but must stay "
+            f"within {last.tolerance:.3g}, even with every head's leak down to {target * 100:.1e}",
+        )
     layers = allocate_layers(blocks)
     layout = residual_layout(blocks, layers)
     weights = assemble(blocks, layers, layout)

@@ -239,3 +239,30 @@ def test_random_maps_of_running_means_are_exact(weights, outputs, resolution, ca
     rng = random.Random(f"{weights}{outputs}{resolution}")
     rows = [[rng.choice(vocab) for _ in range(rng.randint(1, max_seq_len))] for _ in range(400)]
     assert worst_error(model, rows) <= 1e-5 * max(1, max(abs(o) for o in outputs) / 4)
+
+
+def test_unresolvable_categorical_map_is_refused() -> None:
+    """The same values as a numerical -> categorical Map: its one-hot can't be decoded."""
+    spots = {"a": -1e7, "b": 0.0, "c": 1e-7, "d": 1e7}
+    x = rasp.numerical(rasp.Map(lambda t: spots[t], rasp.tokens)).named("far")
+    program = rasp.categorical(rasp.Map(lambda v: "low" if v <= 0 else "high", x)).named("side")
+    with pytest.raises(CompileError, match=r"side.*float32 can't compute this Map of 'far'"):
+        rasp_lab.compile(program, set(spots), 2)
+
+
+def test_map_feeding_a_finer_discretiser_is_split() -> None:
+    """Outputs 100 and 100.0001: a one-layer error well under 1e-4 of 100 would still blur
+    them for the Map that reads them, so the Map is split (and the reader stays exact)."""
+    bit = rasp.numerical(rasp.Map(lambda t: 1 if t == "x" else 0, rasp.tokens)).named("bit")
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    frac = rasp.numerical(rasp.Aggregate(prefix, bit, default=0)).named("frac")
+    close = rasp.numerical(rasp.Map(lambda v: 0.0 if v < 0.4 else 100.0 if v < 0.9 else 100.0001, frac))
+    which = rasp.categorical(rasp.Map(lambda v: "low" if v < 50 else "mid" if v < 100.00005 else "high", close.named("close")))
+    program = which.named("which")
+    sets = value_sets(program, {"x", "o"}, 3)
+    plans = discretiser_plans.plan_discretisers(program, sets)
+    assert set(plans.splits) == {"close"}
+    assert 1e-4 / 4 < plans.splits["close"].one_layer_estimate < discretiser_plans.ONE_LAYER_ESTIMATE * 100
+    model = rasp_lab.compile(program, {"x", "o"}, 3)
+    rows = [list(xs) for n in range(1, 4) for xs in itertools.product("xo", repeat=n)]
+    assert model.run_batch(rows) == [rasp.evaluate(program, xs) for xs in rows]

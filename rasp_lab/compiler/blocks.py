@@ -451,6 +451,13 @@ class _Builder:
         mlp = self._discretiser(label, "numerical_map", inner.directions[0], points, outputs, encoding)
         if inner.error > mlp.tolerance:
             raise NeedsPrecision(label, inner.error, mlp.tolerance)
+        if encoding is rasp.Encoding.CATEGORICAL and mlp.rounding >= CLAMP_TOLERANCE:
+            raise CompileError(
+                label,
+                f"float32 can't compute this Map of {inner.label!r}: its one-hot may be off by "
+                f"{mlp.rounding:.3g} (>= {CLAMP_TOLERANCE}); {len(points)} input values lie too close "
+                "together for their range",
+            )
         return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), mlp.rounding)
 
     # ------------------------------------------------------------------ heads

@@ -21,6 +21,7 @@ CompileError.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,9 @@ from rasp_lab.value_sets import ValueSets
 
 ONE_LAYER_ESTIMATE = 1e-4
 """A one-layer discretiser is kept while its float32 estimate is at most this times
-max(1, max |output|) (the relative tolerance rasp_lab.testing checks numerical outputs to)."""
+max(1, max |output|) (the relative tolerance rasp_lab.testing checks numerical outputs to),
+and at most a quarter of the gap between its closest output values (what a discretiser
+reading it tolerates)."""
 
 CLAMP_TOLERANCE = 0.25
 """How far a one-hot direction may be from 0 or 1 for the clamped read to stay exact."""
@@ -111,8 +114,10 @@ def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str]) -> SplitPlan 
     xs = [x for x, _ in points]
     one_layer = float32_estimate(clamped_steps([(x, {"out": float(g)}) for x, g in points]), xs)
     magnitude = max([1.0] + [abs(float(g)) for _, g in points])
-    if one_layer <= ONE_LAYER_ESTIMATE * magnitude:
-        return None
+    distinct = sorted({float(g) for _, g in points})
+    closest = min((b - a for a, b in zip(distinct, distinct[1:])), default=math.inf)
+    if one_layer <= min(ONE_LAYER_ESTIMATE * magnitude, closest / 4):
+        return None  # within the check's tolerance, and a Map reading it tells its values apart
     one_hot = clamped_steps([(x, {g: 1.0}) for x, g in points])
     estimate = float32_estimate(one_hot, xs)
     if estimate >= CLAMP_TOLERANCE:
