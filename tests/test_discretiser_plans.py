@@ -133,7 +133,7 @@ def test_unresolvable_numerical_map_is_refused() -> None:
     spots = {"a": -1e7, "b": 0.0, "c": 1e-7, "d": 1e7}
     x = rasp.numerical(rasp.Map(lambda t: spots[t], rasp.tokens)).named("far")
     program = rasp.numerical(rasp.Map(lambda v: 1 if v <= 0 else 2, x)).named("pick")
-    with pytest.raises(CompileError, match=r"pick.*float32 can't compute this numerical Map exactly"):
+    with pytest.raises(CompileError, match=r"pick.*float32 can't compute this Map of 'far' exactly"):
         rasp_lab.compile(program, set(spots), 2)
 
 
@@ -266,3 +266,26 @@ def test_map_feeding_a_finer_discretiser_is_split() -> None:
     model = rasp_lab.compile(program, {"x", "o"}, 3)
     rows = [list(xs) for n in range(1, 4) for xs in itertools.product("xo", repeat=n)]
     assert model.run_batch(rows) == [rasp.evaluate(program, xs) for xs in rows]
+
+
+def test_noisy_one_hot_read_by_a_selector_is_cleaned() -> None:
+    """The alternating parity as a selector's key and query: a head multiplies its float32
+    noise by the coldness in every logit, which unbalanced the selected keys' weights (the
+    mean was off by 1e-2 before). Split, the head reads a clean one-hot."""
+    x = rasp.numerical(rasp.Map(lambda t: WEIGHTS[t], rasp.tokens)).named("weight")
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    mean = rasp.numerical(rasp.Aggregate(prefix, x, default=0)).named("mean")
+    parity = rasp.categorical(rasp.Map(lambda v: round(v * 7) % 2, mean)).named("parity")
+    same = rasp.Select(parity, parity, rasp.Comparison.EQ).named("same")
+    program = rasp.numerical(rasp.Aggregate(same, x, default=0)).named("out")
+    plans = discretiser_plans.plan_discretisers(program, value_sets(program, set(WEIGHTS), N))
+    assert set(plans.splits) == {"parity"}
+    assert plans.splits["parity"].float32_estimate > discretiser_plans.SELECTOR_NOISE
+    model = rasp_lab.compile(program, set(WEIGHTS), N)
+    assert model.plan.nodes["parity"].mlp.kind == "clean_one_hot" and model.plan.nodes["parity"].error == 0
+    rows = inputs()
+    assert worst_error(model, rows) <= model.plan.nodes["out"].error
+    # the same parity read only by a Map is left as one MLP (decoding absorbs its noise)
+    alone = rasp_lab.compile(parity, set(WEIGHTS), N)
+    assert alone.plan.nodes["parity"].mlp.kind == "numerical_map"
+    assert alone.run_batch(rows[:300]) == [rasp.evaluate(parity, xs) for xs in rows[:300]]

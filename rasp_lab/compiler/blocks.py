@@ -296,7 +296,7 @@ class _Builder:
                 return self._numerical_map(label, expr, encoding)
             noisy = self.node(expr.inner.label).error > NOISY_ONE_HOT
             if label in self.discretisers.splits or (encoding is rasp.Encoding.NUMERICAL and noisy):
-                return self._clamped_read(label, expr)
+                return self._clamped_read(label, expr, encoding)
             return self._categorical_map(label, expr, encoding)
         if isinstance(expr, rasp.Aggregate):
             return self._aggregate(label, expr, encoding)
@@ -360,26 +360,28 @@ class _Builder:
         error = inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
         return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), error)
 
-    def _clamped_read(self, label: str, expr: rasp.Map) -> NodeBlock:
-        """A numerical Map of a categorical SOp whose one-hot is not clean (a split Map's,
-        see discretiser_plans, or any with error above NOISY_ONE_HOT): sum over values v of
-        f(v) * clamp(2 o_v - 1/2, 0, 1), exact while every o_v is within 1/4 of 0 or 1."""
+    def _clamped_read(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
+        """A Map of a categorical SOp whose one-hot is not clean (a split Map's, see
+        discretiser_plans, or a numerical Map of any with error above NOISY_ONE_HOT): the
+        output entry of f(v) times clamp(2 o_v - 1/2, 0, 1), summed over values v; exact
+        while every o_v is within 1/4 of 0 or 1."""
         inner = self.node(expr.inner.label)
         if inner.error >= CLAMP_TOLERANCE:
             raise NeedsPrecision(label, inner.error, CLAMP_TOLERANCE)
-        out = Direction(label)
+        outputs = self.directions(label, encoding)
         w_in: list[dict[Direction, float]] = []
         w_out: list[dict[Direction, float]] = []
         for direction in inner.directions:
             try:
-                value = expr.f(direction.value)
+                entry = self._output_entry(outputs, encoding, expr.f(direction.value))
             except Exception:
                 continue  # the value is not reachable through this Map (validate reports it)
-            if value is not None and value != 0:
+            if entry:
                 w_in += [{direction: 2.0, ONE: -0.5}, {direction: 2.0, ONE: -1.5}]
-                w_out += [{out: float(value)}, {out: -float(value)}]
-        mlp = self._finish_mlp(label, "numerical_read", list(inner.directions), (out,), w_in, w_out, CLAMP_TOLERANCE)
-        return NodeBlock(label, rasp.Encoding.NUMERICAL, (out,), None, mlp, (inner.label,), 0.0)
+                w_out += [entry, {d: -v for d, v in entry.items()}]
+        kind = "numerical_read" if encoding is rasp.Encoding.NUMERICAL else "clean_one_hot"
+        mlp = self._finish_mlp(label, kind, list(inner.directions), outputs, w_in, w_out, CLAMP_TOLERANCE)
+        return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), 0.0)
 
     def _sequence_map(self, label: str, expr: rasp.SequenceMap, encoding: rasp.Encoding) -> NodeBlock:
         fst, snd = self.node(expr.fst.label), self.node(expr.snd.label)

@@ -14,9 +14,12 @@ A Map whose one-layer estimate exceeds ONE_LAYER_ESTIMATE * max(1, max |output|)
 The categorical Map has one direction per output value, and each direction sums only the
 steps at the edges of its own intervals; the outer Map reads that one-hot through clamps,
 clamp(2 o - 1/2, 0, 1) per value, exact while each direction is within 1/4 of 0 or 1. That
-costs one more MLP layer and a direction per output value. When even the one-hot's estimate
-reaches 1/4, no float32 MLP resolves the input's values and the Map is refused with a
-CompileError.
+costs one more MLP layer and a direction per output value.
+
+A numerical -> categorical Map that a selector reads is split the same way (the outer Map
+then writes a clean one-hot) when its one-hot's estimate exceeds SELECTOR_NOISE. When even
+the one-hot's estimate reaches 1/4, no float32 MLP resolves the input's values and the Map
+is refused with a CompileError.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ ONE_LAYER_ESTIMATE = 1e-4
 max(1, max |output|) (the relative tolerance rasp_lab.testing checks numerical outputs to),
 and at most a quarter of the gap between its closest output values (what a discretiser
 reading it tolerates)."""
+
+SELECTOR_NOISE = 1e-5
+"""A categorical Map that a selector reads is split when float32 may move its one-hot by
+more than this: a head multiplies the noise by its coldness (16-30) in every logit, which
+unbalances the selected keys' weights."""
 
 CLAMP_TOLERANCE = 0.25
 """How far a one-hot direction may be from 0 or 1 for the clamped read to stay exact."""
@@ -75,14 +83,16 @@ class _Value:
 
 
 def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
-    """Split every numerical -> numerical Map whose one-layer rounding scale is too large."""
-    labels = {node.label for node in topological(program)}
+    """Split every discretising Map whose float32 error its readers can't absorb."""
+    nodes = topological(program)
+    labels = {node.label for node in nodes}
+    keyed = {sop.label for node in nodes if isinstance(node, rasp.Select) for sop in (node.keys, node.queries)}
     splits: dict[str, SplitPlan] = {}
 
     def replace(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
-        if not (isinstance(node, rasp.Map) and rasp.is_numerical(node) and rasp.is_numerical(node.inner)):
+        if not (isinstance(node, rasp.Map) and rasp.is_numerical(node.inner)):
             return None
-        plan = _split_plan(node, sets, labels)
+        plan = _split_plan(node, sets, labels, keyed)
         if plan is None:
             return None
         splits[plan.label] = plan
@@ -95,10 +105,10 @@ def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
     return DiscretiserPlans(program=rewritten, splits=splits)
 
 
-def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str]) -> SplitPlan | None:
+def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str], keyed: set[str]) -> SplitPlan | None:
     inputs, outputs = sets[node.inner.label], sets[node.label]
-    if inputs is None or outputs is None or None in outputs:
-        return None  # too many values (the blocks pass reports it), or no-value outputs
+    if inputs is None or outputs is None or (rasp.is_numerical(node) and None in outputs):
+        return None  # too many values (the blocks pass reports it), or numerical no-value outputs
     points = []
     for x in inputs:
         if x is None:
@@ -112,21 +122,26 @@ def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str]) -> SplitPlan 
     if len(points) < 2:
         return None
     xs = [x for x, _ in points]
-    one_layer = float32_estimate(clamped_steps([(x, {"out": float(g)}) for x, g in points]), xs)
-    magnitude = max([1.0] + [abs(float(g)) for _, g in points])
-    distinct = sorted({float(g) for _, g in points})
-    closest = min((b - a for a, b in zip(distinct, distinct[1:])), default=math.inf)
-    if one_layer <= min(ONE_LAYER_ESTIMATE * magnitude, closest / 4):
-        return None  # within the check's tolerance, and a Map reading it tells its values apart
     one_hot = clamped_steps([(x, {g: 1.0}) for x, g in points])
     estimate = float32_estimate(one_hot, xs)
+    if rasp.is_numerical(node):
+        one_layer = float32_estimate(clamped_steps([(x, {"out": float(g)}) for x, g in points]), xs)
+        magnitude = max([1.0] + [abs(float(g)) for _, g in points])
+        distinct = sorted({float(g) for _, g in points})
+        closest = min((b - a for a, b in zip(distinct, distinct[1:])), default=math.inf)
+        if one_layer <= min(ONE_LAYER_ESTIMATE * magnitude, closest / 4):
+            return None  # within the check's tolerance, and a Map reading it tells its values apart
+    else:
+        one_layer = estimate
+        if node.label not in keyed or estimate <= SELECTOR_NOISE:
+            return None  # Maps and decoding absorb the noise; heads would multiply it
     if estimate >= CLAMP_TOLERANCE:
         raise CompileError(
             node.label,
-            f"float32 can't compute this numerical Map exactly: as one MLP its output may be off by {one_layer:.3g}, "
-            f"and even as a one-hot over its {len(set(g for _, g in points))} output values a direction "
-            f"may be off by {estimate:.3g} (>= {CLAMP_TOLERANCE}); the input {node.inner.label!r} has "
-            f"{len(points)} values too close together for its range",
+            f"float32 can't compute this Map of {node.inner.label!r} exactly: as one MLP its output may "
+            f"be off by {one_layer:.3g}, and even as a one-hot over its {len({g for _, g in points})} "
+            f"output values a direction may be off by {estimate:.3g} (>= {CLAMP_TOLERANCE}); "
+            f"{len(points)} input values lie too close together for their range",
         )
     values_label = f"{node.label}_values"
     while values_label in labels:

@@ -103,7 +103,7 @@ def float32_estimate(steps: Steps, xs: Sequence[float]) -> float:
     the usual working estimate; the worst case, k - 1, is far from what is seen), and each
     term carries about 2 of its own (the pre-activation, the product):
     (sqrt(k) + 2) u S_out per output, S_out its rounding scale. On the programs in
-    tests/test_discretiser_plans.py the measured errors are 80-300 times smaller, so
+    tests/test_discretiser_plans.py the measured errors are 80-320 times smaller, so
     decisions taken on it err on the safe side.
     """
     worst = 0.0
