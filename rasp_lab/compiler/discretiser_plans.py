@@ -1,4 +1,4 @@
-"""Pass: compile in two layers the numerical Maps that one MLP can't compute in float32.
+"""Pass: compile in two layers the Maps of numerical SOps that one MLP can't compute in float32.
 
 A numerical -> numerical Map is one MLP of clamped steps (rasp_lab/compiler/steps.py),
 exact in real arithmetic. But each step's two units grow as L * |x - t| away from its
@@ -53,13 +53,14 @@ CLAMP_TOLERANCE = 0.25
 
 @dataclass(frozen=True)
 class SplitPlan:
-    """One numerical Map compiled as a categorical Map then a clamped read."""
+    """One Map of a numerical SOp compiled as a categorical Map then a clamped read."""
 
     label: str
     values_label: str
     """The categorical SOp holding the Map's output value as a one-hot."""
     one_layer_estimate: float
-    """float32's estimated error in the one-layer MLP's output (the reason for the split)."""
+    """float32's estimated error in the one-layer MLP's output (the reason for the split;
+    for a categorical Map, its one-hot's, the same as float32_estimate)."""
     float32_estimate: float
     """How far float32 is estimated to move a direction of the categorical Map (< 1/4)."""
 
