@@ -1,6 +1,6 @@
 """Wide numerical Maps stay exact in float32 (rasp_lab/compiler/discretiser_plans.py).
 
-The program below maps a running mean of six token values (146 distinct means up to length
+The program below maps a running mean of six token values (202 possible means up to length
 6) through a function that changes at almost every mean. As one MLP of clamped steps its
 units reach 1e4 and float32 sums them with errors up to ~1e-3, depending on the batch's
 shape; split into a one-hot discretiser and a clamped read it is exact.
