@@ -107,6 +107,8 @@ def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
 
 
 def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str], keyed: set[str]) -> SplitPlan | None:
+    if not rasp.is_numerical(node) and node.label not in keyed:
+        return None  # Maps and decoding absorb a categorical Map's noise; heads would multiply it
     inputs, outputs = sets[node.inner.label], sets[node.label]
     if inputs is None or outputs is None or (rasp.is_numerical(node) and None in outputs):
         return None  # too many values (the blocks pass reports it), or numerical no-value outputs
@@ -123,8 +125,6 @@ def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str], keyed: set[st
     if len(points) < 2:
         return None
     xs = [x for x, _ in points]
-    one_hot = clamped_steps([(x, {g: 1.0}) for x, g in points])
-    estimate = float32_estimate(one_hot, xs)
     if rasp.is_numerical(node):
         one_layer = float32_estimate(clamped_steps([(x, {"out": float(g)}) for x, g in points]), xs)
         magnitude = max([1.0] + [abs(float(g)) for _, g in points])
@@ -132,10 +132,11 @@ def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str], keyed: set[st
         closest = min((b - a for a, b in zip(distinct, distinct[1:])), default=math.inf)
         if one_layer <= min(ONE_LAYER_ESTIMATE * magnitude, closest / 4):
             return None  # within the check's tolerance, and a Map reading it tells its values apart
-    else:
+    estimate = float32_estimate(clamped_steps([(x, {g: 1.0}) for x, g in points]), xs)
+    if not rasp.is_numerical(node):
         one_layer = estimate
-        if node.label not in keyed or estimate <= SELECTOR_NOISE:
-            return None  # Maps and decoding absorb the noise; heads would multiply it
+        if estimate <= SELECTOR_NOISE:
+            return None
     if estimate >= CLAMP_TOLERANCE:
         raise CompileError(
             node.label,
