@@ -83,7 +83,7 @@ def _groups(model: Any) -> dict[Any, str]:
     for i, direction in enumerate(directions):
         if direction in group:
             continue
-        if str(direction) == "one":
+        if direction.name == "one" and direction.internal:
             group[direction] = "one"
         elif i == 1:  # the layout puts the BOS direction right after ONE
             group[direction] = "bos"

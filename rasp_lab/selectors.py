@@ -492,14 +492,16 @@ def conjunction_weights(
     factored blocks, with no grid and no LP: each group's 0/1 table doubled and added up,
     so a key scores 2m exactly when all m groups hold; BOS at 2m - 1 (2m for a width head).
     `values` maps each involved SOp label to its (non-None) values; `nullable` names SOps
-    that can be None (a query-independent table over such a query SOp stays a table, since
-    a key bias would also select for queries with no value)."""
-    sets = {label: frozenset(vals) for label, vals in values.items()}
-    tables = selector_tables(selector, sets)
+    that can be None: their blocks end with a None value, selected as the evaluator selects
+    it (never by an atom, always by its negation)."""
+    # A nullable SOp's block gets a None value: the head reads it as `one` minus the SOp's
+    # one-hot (see rasp_lab/compiler/blocks.py), so a negated atom selects None as `~` does.
+    domain = {label: (*vals, None) if label in nullable else tuple(vals) for label, vals in values.items()}
+    tables = selector_tables(selector, {label: frozenset(vals) for label, vals in domain.items()})
     query_sops = sorted({t.query_sop for t in tables.tables})
     key_sops = sorted({t.key_sop for t in tables.tables})
-    q_blocks = tuple(Block((label,), tuple(values[label])) for label in query_sops)
-    k_blocks = tuple(Block((label,), tuple(values[label])) for label in key_sops)
+    q_blocks = tuple(Block((label,), domain[label]) for label in query_sops)
+    k_blocks = tuple(Block((label,), domain[label]) for label in key_sops)
     out: dict[tuple[int, int], np.ndarray] = {}
     bias: dict[int, np.ndarray] = {}
     for table in tables.tables:
@@ -509,7 +511,7 @@ def conjunction_weights(
         arr = np.zeros((q_blocks[j].width, k_blocks[i].width))  # [|query values|, |key values|]
         for (q, k), bit in table.entries.items():
             arr[q_index[q], k_index[k]] = 2.0 * bit
-        if (arr == arr[:1]).all() and table.query_sop not in nullable:
+        if (arr == arr[:1]).all():
             # The same for every query (e.g. TRUE): a key-only bias, not a dense table.
             bias[i] = bias.get(i, 0.0) + arr[0]
         else:

@@ -535,7 +535,7 @@ def qk_selected(model: CompiledModel, layer: int, head: int | str) -> np.ndarray
 
 
 def _bos_direction(model: CompiledModel) -> Direction:
-    return Direction(BOS_DIRECTION_NAME, model.input_encoder.bos_token)
+    return Direction(BOS_DIRECTION_NAME, model.input_encoder.bos_token, internal=True)
 
 
 def _selected(block: HeadBlock, bos: Direction) -> np.ndarray:

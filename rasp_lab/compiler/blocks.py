@@ -174,7 +174,7 @@ class _Builder:
         self.n_pos = sets.max_seq_len + 1
         self.leak = leak
         self.bos, self.pad = bos, pad
-        self.bos_dir = Direction(BOS_DIRECTION_NAME, bos)
+        self.bos_dir = Direction(BOS_DIRECTION_NAME, bos, internal=True)
         self.nodes: dict[str, NodeBlock] = {}
         self.scratch: list[Direction] = []
 
@@ -467,47 +467,56 @@ class _Builder:
     def _plan_qk(self, plan: HeadPlan) -> tuple[list[Direction], list[Direction], dict, list[str]]:
         """QK entries (table units) from the plan's weights, on the SOps' named directions.
 
-        Tuples of a product block that never occur have no direction and are skipped. The
-        BOS query reads only BOS: its logit there beats every key's bias by at least 1.
+        Each block value is a feature of the residual: a value's own direction; for None
+        ("no value"), `one` minus the SOp's one-hot, which is 1 exactly where the SOp has no
+        value and 0 at BOS. Tuples of a product block that never occur have no direction
+        and are skipped. The BOS query reads only BOS: its logit there beats every key's
+        bias by at least 1.
         """
         w = plan.weights
         entries: dict[tuple[Direction, Direction], float] = {}
-        query: list[Direction] = []
-        key: list[Direction] = []
 
-        def present(label: str, block_values: tuple) -> list[Direction | None]:
-            known = set(self.node(label).directions)
-            return [Direction(label, v) if Direction(label, v) in known else None for v in block_values]
+        def features(label: str, block_values: tuple) -> list[dict[Direction, float] | None]:
+            known = self.node(label).directions
+            out: list[dict[Direction, float] | None] = []
+            for v in block_values:
+                if v is None:
+                    out.append({ONE: 1.0, **{d: -1.0 for d in known}})
+                else:
+                    out.append({Direction(label, v): 1.0} if Direction(label, v) in known else None)
+            return out
 
-        q_dirs = [present(plan.query_sops[j], b.values) for j, b in enumerate(w.query_blocks)]
-        k_dirs = [present(plan.key_sops[i], b.values) for i, b in enumerate(w.key_blocks)]
-        for dirs in q_dirs:
-            query += [d for d in dirs if d is not None]
-        for dirs in k_dirs:
-            key += [d for d in dirs if d is not None]
+        q_feats = [features(plan.query_sops[j], b.values) for j, b in enumerate(w.query_blocks)]
+        k_feats = [features(plan.key_sops[i], b.values) for i, b in enumerate(w.key_blocks)]
+        query = list(dict.fromkeys(d for feats in q_feats for f in feats if f for d in f))
+        key = list(dict.fromkeys(d for feats in k_feats for f in feats if f for d in f))
 
-        def add(pair: tuple[Direction, Direction], value: float) -> None:
-            if value != 0:
-                entries[pair] = entries.get(pair, 0.0) + float(value)
+        def add(fq: dict[Direction, float], fk: dict[Direction, float], value: float) -> None:
+            if value == 0:
+                return
+            for dq, a in fq.items():
+                for dk, b in fk.items():
+                    entries[(dq, dk)] = entries.get((dq, dk), 0.0) + float(value) * a * b
 
+        one, bos = {ONE: 1.0}, {self.bos_dir: 1.0}
         for (j, i), table in w.tables.items():
-            for a, dq in enumerate(q_dirs[j]):
-                if dq is None:
+            for a, fq in enumerate(q_feats[j]):
+                if fq is None:
                     continue
-                for b, dk in enumerate(k_dirs[i]):
-                    if dk is not None:
-                        add((dq, dk), table[a, b])
+                for b, fk in enumerate(k_feats[i]):
+                    if fk is not None:
+                        add(fq, fk, table[a, b])
         for i, bias in w.key_bias.items():
-            for b, dk in enumerate(k_dirs[i]):
-                if dk is not None:
-                    add((ONE, dk), bias[b])
+            for b, fk in enumerate(k_feats[i]):
+                if fk is not None:
+                    add(one, fk, bias[b])
         for j, vec in w.bos_query.items():
-            for a, dq in enumerate(q_dirs[j]):
-                if dq is not None:
-                    add((dq, self.bos_dir), vec[a])
-        add((ONE, self.bos_dir), w.bos_const)
+            for a, fq in enumerate(q_feats[j]):
+                if fq is not None:
+                    add(fq, bos, vec[a])
+        add(one, bos, w.bos_const)
         # The BOS query has no ONE, so every other key scores 0 there: BOS wins by the margin.
-        add((self.bos_dir, self.bos_dir), w.margin)
+        add(bos, bos, w.margin)
         reads = list(dict.fromkeys([*plan.query_sops, *plan.key_sops]))
         return query, key, entries, reads
 
@@ -537,7 +546,7 @@ class _Builder:
         used_q = {q for q, _ in entries}
         used_k = {k for _, k in entries}
         query_t = tuple(d for d in dict.fromkeys([ONE, self.bos_dir, *query]) if d in used_q)
-        key_t = tuple(d for d in dict.fromkeys([self.bos_dir, *key]) if d in used_k)
+        key_t = tuple(d for d in dict.fromkeys([ONE, self.bos_dir, *key]) if d in used_k)
         value_t = tuple(dict.fromkeys(value))
         coldness, bound = self.coldness(margin, leak if leak is not None else self.leak)
         return HeadBlock(
@@ -567,7 +576,7 @@ class _Builder:
             plan = self.plans.heads[label]
             query, key, entries, reads = self._plan_qk(plan)
             selector_label, strategy = selector.label, plan.strategy
-        scratch = Direction(f"{label}_selector_width_attn_output")
+        scratch = Direction(f"{label}_selector_width_attn_output", internal=True)
         self.scratch.append(scratch)
         widths = [w for w in self.values(label) if isinstance(w, int)]
         shares = [w / (w + 1) for w in widths]

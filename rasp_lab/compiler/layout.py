@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rasp_lab import rasp
-from rasp_lab.compiler.basis import ONE, Direction
+from rasp_lab.compiler.basis import ONE, Direction, direction_labels
 from rasp_lab.compiler.blocks import BlockPlan
 from rasp_lab.compiler.layers import LayerAllocation
 
@@ -44,8 +44,8 @@ class ResidualLayout:
 
     @property
     def labels(self) -> list[str]:
-        """Direction names as `sop:value` strings (Tracr's residual_labels)."""
-        return [str(d) for d in self.directions]
+        """Direction names as `sop:value` strings (Tracr's residual_labels), unique."""
+        return direction_labels(self.directions)
 
 
 def residual_layout(plan: BlockPlan, layers: LayerAllocation) -> ResidualLayout:

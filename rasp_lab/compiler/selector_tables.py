@@ -35,7 +35,8 @@ class Table:
     key_sop: str
     query_sop: str
     entries: dict[tuple[Any, Any], int]
-    """(query value, key value) -> 1 for every selected pair of non-None values."""
+    """(query value, key value) -> 1 for every selected pair; None stands for "no value"
+    (a negated atom selects it), where the SOp can have none."""
 
 
 @dataclass(frozen=True)
@@ -102,19 +103,13 @@ def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], 
     def selected(k: Any, q: Any) -> bool:
         return all(truth(s, {key_sop: k}, {query_sop: q}) for s in group)
 
-    if (None in keys or None in queries) and _none_selects(selected, keys, queries):
-        raise CompileError(
-            label,
-            f"selects positions whose {key_sop!r} or {query_sop!r} has no value (None), which a "
-            f"one-hot head cannot see; give those positions a value instead of None",
-        )
     key_values = [k for k in keys if k is not None]
     query_values = [q for q in queries if q is not None]
     fast = _comparison_pairs(group, key_values, query_values)
     if fast is not None:
-        entries = dict.fromkeys(fast, 1)
+        entries = dict.fromkeys(fast, 1)  # a lone atom never selects None
     else:
-        entries = {(q, k): 1 for q in query_values for k in key_values if selected(k, q)}
+        entries = {(q, k): 1 for q in queries for k in keys if selected(k, q)}
     return Table(key_sop=key_sop, query_sop=query_sop, entries=entries)
 
 
@@ -153,11 +148,6 @@ def sop_values(label: str, sets: ValueSets | Mapping[str, frozenset]) -> frozens
     if label == rasp.indices.label and label not in sets:
         return frozenset(range(sets.max_seq_len))  # type: ignore[union-attr]
     return sets[label]
-
-
-def _none_selects(selected: Callable[[Any, Any], bool], keys: frozenset, queries: frozenset) -> bool:
-    witnesses = [(k, q) for k in keys for q in queries if k is None or q is None]
-    return any(selected(k, q) for k, q in witnesses)
 
 
 def selector_tables(selector: rasp.Selector, sets: ValueSets | Mapping[str, frozenset]) -> SelectorTables:
