@@ -9,48 +9,17 @@ so a head's real logit gap is exactly coldness * margin.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rasp_lab.compiler.blocks import BlockPlan, HeadBlock, MLPBlock
-from rasp_lab.compiler.layers import LayerAllocation
-from rasp_lab.compiler.layout import ResidualLayout
+from rasp_lab.artifact import HeadBlock, LayerWeights, MLPBlock, ResidualLayout, Weights, pad
 
+if TYPE_CHECKING:
+    from rasp_lab.compiler.blocks import BlockPlan
+    from rasp_lab.compiler.layers import LayerAllocation
 
-@dataclass(frozen=True)
-class LayerWeights:
-    heads: tuple[HeadBlock, ...]
-    mlps: tuple[MLPBlock, ...]
-    w_q: np.ndarray  # [d_model, num_heads, head_size]
-    w_k: np.ndarray  # [d_model, num_heads, head_size]
-    w_v: np.ndarray  # [d_model, num_heads, head_size]
-    w_o: np.ndarray  # [num_heads, head_size, d_model]
-    w_1: np.ndarray  # [d_model, mlp_hidden]
-    w_2: np.ndarray  # [mlp_hidden, d_model]
-
-    @property
-    def num_heads(self) -> int:
-        return self.w_q.shape[1]
-
-    @property
-    def head_size(self) -> int:
-        return self.w_q.shape[2]
-
-    @property
-    def mlp_hidden(self) -> int:
-        return self.w_1.shape[1]
-
-
-@dataclass(frozen=True)
-class Weights:
-    token_embed: np.ndarray  # [n_tokens (vocab + BOS + PAD), d_model]
-    pos_embed: np.ndarray  # [max_seq_len + 1, d_model]
-    layers: tuple[LayerWeights, ...]
-
-    @property
-    def d_model(self) -> int:
-        return self.token_embed.shape[1]
+__all__ = ["assemble", "pad", "LayerWeights", "Weights"]
 
 
 def _embed(layout: ResidualLayout, rows) -> np.ndarray:
@@ -125,29 +94,3 @@ def assemble(plan: BlockPlan, layers: LayerAllocation, layout: ResidualLayout) -
         mlps = [plan.nodes[label].mlp for label in layers.mlps(layer)]
         built.append(_layer(layout, heads, mlps))  # type: ignore[arg-type]
     return Weights(token_embed=token_embed, pos_embed=pos_embed, layers=tuple(built))
-
-
-def pad(weights: Weights) -> Weights:
-    """Every layer widened (with zeros) to the largest head count, head size and MLP width.
-
-    Attention divides logits by sqrt(head_size), and the compact W_Q folds in its own
-    layer's sqrt(head_size); a widened layer's W_Q is rescaled so its logits are unchanged.
-    """
-    heads = max(1, max(lw.num_heads for lw in weights.layers))
-    size = max(lw.head_size for lw in weights.layers)
-    hidden = max(1, max(lw.mlp_hidden for lw in weights.layers))
-    padded = []
-    for lw in weights.layers:
-        dh, ds, dm = heads - lw.num_heads, size - lw.head_size, hidden - lw.mlp_hidden
-        w_q = lw.w_q * math.sqrt(size / lw.head_size)
-        padded.append(
-            LayerWeights(
-                lw.heads,
-                lw.mlps,
-                *(np.pad(m, ((0, 0), (0, dh), (0, ds))) for m in (w_q, lw.w_k, lw.w_v)),
-                np.pad(lw.w_o, ((0, dh), (0, ds), (0, 0))),
-                np.pad(lw.w_1, ((0, 0), (0, dm))),
-                np.pad(lw.w_2, ((0, dm), (0, 0))),
-            )
-        )
-    return Weights(weights.token_embed, weights.pos_embed, tuple(padded))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
+from rasp_lab.artifact import HeadBlock, MLPBlock
 from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
 from rasp_lab.compiler.discretiser_plans import CLAMP_TOLERANCE, DiscretiserPlans
 from rasp_lab.compiler.selector_plans import HeadPlan, SelectorPlans
@@ -38,57 +39,6 @@ NOISY_ONE_HOT = 1e-5
 """A numerical Map reads a categorical SOp whose error bound exceeds this through clamps
 (exact) rather than linearly (which would pass the error on, times the Map's values). Heads'
 leak (1e-6 by default) stays below it; float32 noise from a wide discretiser does not."""
-
-
-@dataclass(frozen=True)
-class MLPBlock:
-    """hidden = ReLU(x[inputs] @ w_in); x[outputs] += hidden @ w_out."""
-
-    label: str
-    kind: str
-    inputs: tuple[Direction, ...]
-    outputs: tuple[Direction, ...]
-    w_in: np.ndarray  # [len(inputs), hidden]
-    w_out: np.ndarray  # [hidden, len(outputs)]
-    tolerance: float
-    """Largest error on the numerical input for which the output is still exact."""
-    rounding: float = 0.0
-    """float32's estimated error in any output (steps.float32_estimate; 0 for the lookup
-    MLPs, whose outputs each sum a few terms of the size of their weights)."""
-
-    @property
-    def hidden(self) -> int:
-        return self.w_in.shape[1]
-
-
-@dataclass(frozen=True)
-class HeadBlock:
-    """A Boolean attention head; `w_qk` in table units (margins of 1 before coldness)."""
-
-    label: str
-    selector: str
-    query: tuple[Direction, ...]
-    key: tuple[Direction, ...]
-    w_qk: np.ndarray  # [len(query), len(key)], before coldness
-    value: tuple[Direction, ...]
-    output: tuple[Direction, ...]
-    w_ov: np.ndarray  # [len(value), len(output)]
-    margin: float
-    """Logit gap (table units) between the attended set and every other key."""
-    coldness: float
-    """Softmax inverse temperature multiplying w_qk."""
-    leak_bound: float
-    """Upper bound on the attention weight outside the attended set: n * exp(-coldness * margin)."""
-    strategy: str = ""
-    """How the selector became this head (an encoding from selector_plans, or 'length')."""
-
-    @property
-    def key_size(self) -> int:
-        return min(len(self.query), len(self.key))
-
-    @property
-    def value_size(self) -> int:
-        return min(len(self.value), len(self.output))
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rasp_lab.compiler.blocks import BlockPlan
+if TYPE_CHECKING:
+    from rasp_lab.compiler.blocks import BlockPlan
 
 EMBEDDED = -1
 """The 'sublayer' of SOps written by the embeddings."""

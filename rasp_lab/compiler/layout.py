@@ -6,46 +6,15 @@ scratch directions (SelectorWidth attention outputs). Each SOp's directions are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rasp_lab import rasp
-from rasp_lab.compiler.basis import ONE, Direction, direction_labels
-from rasp_lab.compiler.blocks import BlockPlan
-from rasp_lab.compiler.layers import LayerAllocation
+from rasp_lab.artifact import ONE, Direction, ResidualLayout, SOpLocation
 
+if TYPE_CHECKING:
+    from rasp_lab.compiler.blocks import BlockPlan
+    from rasp_lab.compiler.layers import LayerAllocation
 
-@dataclass(frozen=True)
-class SOpLocation:
-    """Which layer computes an SOp and which residual dimensions hold it."""
-
-    label: str
-    encoding: rasp.Encoding
-    head_layer: int | None
-    mlp_layer: int | None
-    directions: tuple[Direction, ...]
-    start: int
-    stop: int
-
-    @property
-    def values(self) -> tuple:
-        return tuple(d.value for d in self.directions)
-
-
-@dataclass(frozen=True)
-class ResidualLayout:
-    directions: tuple[Direction, ...]
-    index: Mapping[Direction, int]
-    sops: Mapping[str, SOpLocation]
-
-    @property
-    def width(self) -> int:
-        return len(self.directions)
-
-    @property
-    def labels(self) -> list[str]:
-        """Direction names as `sop:value` strings (Tracr's residual_labels), unique."""
-        return direction_labels(self.directions)
+__all__ = ["residual_layout", "ResidualLayout", "SOpLocation"]
 
 
 def residual_layout(plan: BlockPlan, layers: LayerAllocation) -> ResidualLayout:

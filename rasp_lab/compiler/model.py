@@ -18,18 +18,19 @@ import os
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.compiler.assemble import LayerWeights, Weights, pad
-from rasp_lab.compiler.blocks import BlockPlan, HeadBlock
+from rasp_lab.artifact import HeadBlock, LayerWeights, ResidualLayout, SOpLocation, Weights, pad
 from rasp_lab.compiler.forward import LayerShape, haiku_forward, numpy_forward
 from rasp_lab.compiler.layers import EMBEDDED, LayerAllocation, Placement
-from rasp_lab.compiler.layout import ResidualLayout, SOpLocation
-from rasp_lab.value_sets import ValueSets
+
+if TYPE_CHECKING:
+    from rasp_lab.compiler.blocks import BlockPlan
+    from rasp_lab.value_sets import ValueSets
 
 
 class DecodingError(ValueError):
