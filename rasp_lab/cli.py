@@ -122,10 +122,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if agree else 1
 
 
-def _run_file(path: str, words: list[str]) -> int:
+def _load(path: str):
+    """The model saved at `path`; a file that is not one exits 2 with a one-line message."""
     from rasp_lab import load
+    from rasp_lab.model_file import ModelFileError
 
-    model = load(path)
+    try:
+        return load(path)
+    except (ModelFileError, OSError) as err:  # FileNotFoundError, and IsADirectoryError / PermissionError
+        text = " ".join(str(err).split())
+        raise _Exit(2, text if len(text) <= 500 else text[:497] + "...") from None
+
+
+def _run_file(path: str, words: list[str]) -> int:
+    model = _load(path)
     if not words:
         example = " ".join(sorted(map(str, model.vocab))[:3])
         raise UsageError(f"give the input tokens, e.g. rasp-lab run {path} {example}")
@@ -345,9 +355,7 @@ class _Exit(Exception):
 def _model_for(name: str):
     """A saved model (a *.npz / *.safetensors path) or a zoo program compiled at its settings."""
     if _is_model_file(name):
-        from rasp_lab import load
-
-        return load(name)
+        return _load(name)
     from rasp_lab import compile
 
     entry = _zoo(name)
