@@ -48,6 +48,7 @@ from rasp_lab.model_file import (
     SafetensorsReader,
     json_depth,
     parse_json,
+    shape_text,
     shown,
 )
 
@@ -377,7 +378,8 @@ def _check_metadata(meta: dict[str, Any], source: str) -> _Metadata:
 
     def real(obj: Any, key: str, where: str, ok: Any, rule: str) -> float:
         value = field(obj, key, where)
-        if not (isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value) and ok(value)):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and not (isinstance(value, float) and math.isnan(value)) and ok(value)):
             raise fail(f"{where + ' ' if where else ''}{key} must be {rule}, got {shown(value)}")
         return float(value) if isinstance(value, float) else value
 
@@ -400,7 +402,7 @@ def _check_metadata(meta: dict[str, Any], source: str) -> _Metadata:
     if not isinstance(field(meta, "causal"), bool):
         raise fail(f"causal must be true or false, got {shown(meta['causal'])}")
     real(meta, "leak", "", lambda v: 0 < v < 1, "strictly between 0 and 1")
-    max_seq_len = integer(meta, "max_seq_len", "", 1)
+    max_seq_len = integer(meta, "max_seq_len", "", 1, 2**31)
 
     raw_directions = listed(meta, "directions")
     if not 1 <= len(raw_directions) <= MAX_DIRECTIONS:
@@ -576,8 +578,10 @@ def _shapes(meta: _Metadata, declared: Any, source: str) -> dict[str, tuple[int,
         for j, m in enumerate(mlps):
             name = f"{p}.mlp_{j}.w_in"
             got = declared(name)
-            if len(got) != 2 or got[0] != len(m["inputs"]):
-                raise ModelFileError(f"{source}: array {name!r} has shape {got}, expected ({len(m['inputs'])}, width)")
+            if len(got) != 2 or got[0] != len(m["inputs"]) or got[1].bit_length() > 48:
+                raise ModelFileError(
+                    f"{source}: array {name!r} has shape {shape_text(got)}, expected ({len(m['inputs'])}, width)"
+                )
             shapes[name] = (len(m["inputs"]), got[1])
             shapes[f"{p}.mlp_{j}.w_out"] = (got[1], len(m["outputs"]))
             hidden += got[1]
@@ -595,7 +599,7 @@ def _check_shape(name: str, got: tuple[int, ...], want: tuple[int, ...], source:
     if name.endswith(".w_q") and len(got) == 3 and got[1] != want[1]:
         layer = name.split(".")[0].removeprefix("layer_")
         raise ModelFileError(f"{source}: layer {layer} has {got[1]} heads in its arrays, {want[1]} in its metadata")
-    raise ModelFileError(f"{source}: array {name!r} has shape {got}, expected {want}")
+    raise ModelFileError(f"{source}: array {name!r} has shape {shape_text(got)}, expected {shape_text(want)}")
 
 
 def _build(arrays: dict[str, np.ndarray], meta: dict[str, Any], source: str) -> CompiledModel:

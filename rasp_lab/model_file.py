@@ -54,6 +54,12 @@ def shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
 
 
+def shape_text(shape: tuple[int, ...]) -> str:
+    """A declared shape for a message; a size too long to print is shown by its bit length."""
+    sizes = [str(n) if n.bit_length() <= 64 else f"<{n.bit_length()}-bit number>" for n in shape]
+    return f"({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
+
+
 def parse_json(text: str, what: str, max_chars: int = MAX_METADATA_CHARS) -> Any:
     """json.loads with bounded size, object count and depth; ModelFileError naming `what`."""
     if len(text) > max_chars:
@@ -76,16 +82,15 @@ def parse_json(text: str, what: str, max_chars: int = MAX_METADATA_CHARS) -> Any
 
 
 def json_depth(value: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in item if isinstance(child, list | dict))
-    return deepest
+    """Nesting depth of parsed JSON, level by level, without recursion."""
+    depth, level = 0, [value]
+    while level:
+        containers = [item for item in level if type(item) is list or type(item) is dict]
+        if not containers:
+            break
+        depth += 1
+        level = [child for item in containers for child in (item.values() if type(item) is dict else item)]
+    return depth
 
 
 def _weight_dtype(dtype: np.dtype, name: str, where: str) -> np.dtype:
@@ -195,7 +200,7 @@ class NpzReader:
         if info.file_size != offset + size:
             raise self.unreadable(
                 f"member {info.filename!r} would inflate to {info.file_size:,} bytes; "
-                f"its header says shape {shape} {dtype}, which is {offset + size:,}"
+                f"its header says shape {shape_text(shape)} {dtype}, which is {offset + size:,}"
             )
         with self.zip.open(info) as stream:
             stream.seek(offset)
@@ -278,6 +283,8 @@ class SafetensorsReader:
             raise ModelFileError(f"{self.where}: array {name!r} has dtype {shown(dtype)}; weights must be F64 or F32")
         if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
             raise self.unreadable(f"array {name!r} has shape {shown(shape)}, not a list of sizes")
+        if any(n.bit_length() > 64 for n in shape):
+            raise self.unreadable(f"array {name!r} has shape {shape_text(tuple(shape))}, sizes over 64 bits")
         if not (
             isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)
             and 0 <= offsets[0] <= offsets[1] <= self.data_size
@@ -294,7 +301,7 @@ class SafetensorsReader:
         size = math.prod(shape) * dtype.itemsize
         if end - begin != size:
             raise self.unreadable(
-                f"array {name!r} spans {end - begin:,} bytes; its shape {shape} {dtype} takes {size:,}"
+                f"array {name!r} spans {end - begin:,} bytes; its shape {shape_text(shape)} {dtype} takes {size:,}"
             )
         self.file.seek(self.data_start + begin)
         data = self.file.read(size)

@@ -236,21 +236,26 @@ def test_npy_header_declaring_a_giant_shape(saved, tmp_path):
     files["layer_1.w_1.npy"] = npy_header((10**9, 10**9), "<f8") + bytes(64)
     refused(write_zip(tmp_path / "giant.npz", files),
             r"array 'layer_1.w_1' has shape \(1000000000, 1000000000\), expected \(42, 11\)", seconds=2, megabytes=50)
+    files["layer_1.mlp_0.w_in.npy"] = npy_header((2, 10**100), "<f8")
+    refused(write_zip(tmp_path / "widest.npz", files), r"'layer_1.mlp_0.w_in' has shape \(2, <333-bit number>\), expected \(2, width\)")
     files["layer_1.mlp_0.w_in.npy"] = npy_header((2, 10**12), "<f8")  # the MLP width is read from w_in
     refused(write_zip(tmp_path / "wide.npz", files), r"need [\d,]+ bytes of weights, over the 2,147,483,648 byte limit",
             seconds=2, megabytes=50)
 
 
 def test_metadata_declaring_a_giant_model(saved, tmp_path):
-    """A max_seq_len whose positional embedding (consistently declared) would take 8 TB."""
+    """A max_seq_len whose positional embedding (consistently declared) would take 720 GB."""
     arrays, metadata = parts(saved)
-    metadata["max_seq_len"] = 2 * 10**10
-    metadata["model_config"]["max_seq_len"] = 2 * 10**10
+    metadata["max_seq_len"] = 2**31 - 1
+    metadata["model_config"]["max_seq_len"] = 2**31 - 1
     files = {f"{k}.npy": npy(v) for k, v in arrays.items()}
-    files["pos_embed.npy"] = npy_header((2 * 10**10 + 1, 42), "<f8")
+    files["pos_embed.npy"] = npy_header((2**31, 42), "<f8")
     files[f"{export.METADATA_KEY}.npy"] = npy(np.array(json.dumps(metadata)))
-    text = refused(write_zip(tmp_path / "long.npz", files), r"max_seq_len 20000000000\) need 6,720,000,[\d,]+ bytes")
+    text = refused(write_zip(tmp_path / "long.npz", files), r"max_seq_len 2147483647\) need 721,554,\d{3},\d{3} bytes")
     assert "over the 2,147,483,648 byte limit" in text
+    files = members(saved)
+    files["pos_embed.npy"] = npy_header((10**40, 42), "<f8")
+    refused(write_zip(tmp_path / "huge.npz", files), r"array 'pos_embed' has shape \(<133-bit number>, 42\), expected \(6, 42\)")
 
 
 def test_byte_limit_is_a_parameter(saved):
@@ -414,10 +419,10 @@ CASES = [
     (lambda a, m: m["layers"].pop() and m["model_config"].update(num_layers=2), r"head_layer must be an integer in \[0, 2\), got 2"),
     (lambda a, m: m["layers"].append({"heads": [], "mlps": []}), r"stored model config \(num_layers = 3\) does not match"),
     (top("layers", []), "the saved model has 0 layers"),
-    (top("max_seq_len", 5.5), "max_seq_len must be an integer >= 1, got 5.5"),
-    (top("max_seq_len", "5"), "max_seq_len must be an integer >= 1, got '5'"),
-    (top("max_seq_len", True), "max_seq_len must be an integer >= 1, got True"),
-    (top("max_seq_len", 0), "max_seq_len must be an integer >= 1, got 0"),
+    (top("max_seq_len", 5.5), "max_seq_len must be an integer in \\[1, 2147483648\\), got 5.5"),
+    (top("max_seq_len", "5"), "max_seq_len must be an integer in \\[1, 2147483648\\), got '5'"),
+    (top("max_seq_len", True), "max_seq_len must be an integer in \\[1, 2147483648\\), got True"),
+    (top("max_seq_len", 0), "max_seq_len must be an integer in \\[1, 2147483648\\), got 0"),
     (top("leak", 0), "leak must be strictly between 0 and 1, got 0"),
     (top("causal", "no"), "causal must be true or false"),
     (head(2, "margin", 0), r"layer 2 head 0 \('sort'\) margin must be a finite number > 0, got 0"),
