@@ -21,8 +21,11 @@ The file holds arrays and one JSON string, never pickles:
   frozensets of those; each is stored with a type tag, so 1, 1.0 and True stay apart.
 
 A `.npz` file is a numpy archive (the metadata is array `__rasp_lab__`, a unicode scalar);
-a `.safetensors` file (needs `pip install rasp-lab[export]`) holds the same arrays and the
-metadata under the header key `rasp_lab`. The loaded model is a CompiledModel built from
+a `.safetensors` file (writing one needs `pip install rasp-lab[export]`; reading needs
+nothing extra) holds the same arrays and the metadata under the header key `rasp_lab`.
+
+`load` trusts nothing a file says: it reads with bounded work (rasp_lab/model_file.py) and
+re-derives every claim (`from_arrays`), so a damaged or hostile file is a ModelFileError. The loaded model is a CompiledModel built from
 these alone, so it runs and decodes with the same code as the original; what needs the
 program (`program`, `value_sets`, `plan`) raises NotAvailable.
 """
@@ -677,17 +680,19 @@ def _check_layer(n: int, lw: LayerWeights, layout: ResidualLayout, rtol: float, 
     for i, head in enumerate(lw.heads):
         where = f"{source}: layer {n} head {i} ({head.label!r})"
         scale = head.coldness * math.sqrt(lw.head_size)
-        _check_product(
-            lw.w_q[:, i, :], lw.w_k[:, i, :], [index[d] for d in head.query], [index[d] for d in head.key],
-            head.w_qk * scale, rtol, labels,
-            f"{where}: its w_qk (times coldness * sqrt(head_size) = {scale:.6g}) disagrees with "
-            f"layer_{n}.w_q @ layer_{n}.w_k^T",
-        )
-        _check_product(
-            lw.w_v[:, i, :], lw.w_o[i].T, [index[d] for d in head.value], [index[d] for d in head.output],
-            head.w_ov, rtol, labels,
-            f"{where}: its w_ov disagrees with layer_{n}.w_v @ layer_{n}.w_o",
-        )
+        query, key = [index[d] for d in head.query], [index[d] for d in head.key]
+        if not _same_factors(lw.w_q[:, i, :], lw.w_k[:, i, :], query, key, head.w_qk, scale, len(key) <= len(query), rtol):
+            _check_product(
+                lw.w_q[:, i, :], lw.w_k[:, i, :], query, key, head.w_qk * scale, rtol, labels,
+                f"{where}: its w_qk (times coldness * sqrt(head_size) = {scale:.6g}) disagrees with "
+                f"layer_{n}.w_q @ layer_{n}.w_k^T",
+            )
+        value, output = [index[d] for d in head.value], [index[d] for d in head.output]
+        if not _same_factors(lw.w_v[:, i, :], lw.w_o[i].T, value, output, head.w_ov, 1.0, len(value) > len(output), rtol):
+            _check_product(
+                lw.w_v[:, i, :], lw.w_o[i].T, value, output, head.w_ov, rtol, labels,
+                f"{where}: its w_ov disagrees with layer_{n}.w_v @ layer_{n}.w_o",
+            )
     offset = 0
     for j, mlp in enumerate(lw.mlps):
         where = f"{source}: layer {n} MLP {j} ({mlp.label!r})"
@@ -701,6 +706,25 @@ def _check_layer(n: int, lw: LayerWeights, layout: ResidualLayout, rtol: float, 
         _check_equal(lw.w_2[cols], want, rtol, f"{where}: its w_out disagrees with layer_{n}.w_2",
                      lambda r, c: f"hidden unit {offset + r}, direction {labels[c]!r}")
         offset += mlp.hidden
+
+
+def _same_factors(left: np.ndarray, right: np.ndarray, rows: list[int], cols: list[int], table: np.ndarray,
+                  scale: float, table_on_left: bool, rtol: float) -> bool:
+    """Whether (left, right) [d_model, head_size] are exactly the compiler's factors of
+    `table` * `scale` placed at (rows, cols): the table on the smaller side, one-hot directions
+    on the other, the scale on the left. A cheap first test (no d_model^2 product); a file
+    that factors differently gets the product test."""
+    want_left, want_right = np.zeros_like(left), np.zeros_like(right)
+    if min(len(rows), len(cols)) > left.shape[1]:
+        return False
+    if table_on_left:
+        want_left[rows, : len(cols)] = table * scale
+        want_right[cols, range(len(cols))] = 1.0
+    else:
+        want_left[rows, range(len(rows))] = scale
+        want_right[cols, : len(rows)] = table.T
+    tolerance = rtol * max(1.0, scale * float(np.abs(table).max(initial=0.0)))
+    return all(np.abs(got - want).max(initial=0.0) <= tolerance for got, want in ((left, want_left), (right, want_right)))
 
 
 def _check_product(left: np.ndarray, right: np.ndarray, rows: list[int], cols: list[int], table: np.ndarray,

@@ -161,6 +161,22 @@ def test_float32_weights_load_within_float32_tolerance(model, saved, tmp_path):
     assert loaded.run_batch([[3, 1, 2], [4, 2]]) == [[1, 2, 3], [2, 4]]
 
 
+def test_an_equivalent_factorization_loads(model, saved, tmp_path):
+    """Heads are checked by W_Q W_K^T and W_V W_O, not by the compiler's exact factors: the
+    same head with its head_size columns permuted (same products) loads and runs the same."""
+    arrays, metadata = parts(saved)
+    permutation = np.arange(arrays["layer_1.w_q"].shape[2])[::-1]
+    for part in ("w_q", "w_k", "w_v"):
+        arrays[f"layer_1.{part}"] = arrays[f"layer_1.{part}"][:, :, permutation]
+    arrays["layer_1.w_o"] = arrays["layer_1.w_o"][:, permutation, :]
+    loaded = rasp_lab.load(repack(saved, arrays, metadata, tmp_path))
+    xs = [[3, 1, 2], [4, 4, 1, 2, 3], [2, 1]]
+    assert loaded.run_batch(xs) == model.run_batch(xs)
+    arrays["layer_1.w_k"][0, 0, permutation[0]] += 0.01  # and a product that differs does not
+    refused(repack(saved, arrays, metadata, tmp_path), r"layer 1 head 0 .* disagrees with layer_1.w_q @ layer_1.w_k\^T: "
+                                                      r"at directions \('.*', '.*'\) the layer has")
+
+
 def test_extra_arrays_and_metadata_keys_are_ignored(model, saved, tmp_path):
     """Members the metadata does not name are never read, not even a 1 GB bomb; unknown
     metadata keys (a later format may add some) are ignored."""
