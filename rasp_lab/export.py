@@ -700,11 +700,11 @@ def _check_layer(n: int, lw: LayerWeights, layout: ResidualLayout, rtol: float, 
         want = np.zeros((layout.width, mlp.hidden))
         want[[index[d] for d in mlp.inputs], :] = mlp.w_in
         _check_equal(lw.w_1[:, cols], want, rtol, f"{where}: its w_in disagrees with layer_{n}.w_1",
-                     lambda r, c: f"direction {labels[r]!r}, hidden unit {offset + c}")
+                     lambda r, c, offset=offset: f"direction {labels[r]!r}, hidden unit {offset + c}")
         want = np.zeros((mlp.hidden, layout.width))
         want[:, [index[d] for d in mlp.outputs]] = mlp.w_out
         _check_equal(lw.w_2[cols], want, rtol, f"{where}: its w_out disagrees with layer_{n}.w_2",
-                     lambda r, c: f"hidden unit {offset + r}, direction {labels[c]!r}")
+                     lambda r, c, offset=offset: f"hidden unit {offset + r}, direction {labels[c]!r}")
         offset += mlp.hidden
 
 
