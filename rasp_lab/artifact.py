@@ -213,3 +213,15 @@ def pad(weights: Weights) -> Weights:
             )
         )
     return Weights(weights.token_embed, weights.pos_embed, tuple(padded))
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """What one SOp's residual directions can hold, as the certificate needs it: whether it
+    can have no value, and for a numerical SOp its values (None when too many to list) and
+    their range. A categorical SOp's values are its directions'."""
+
+    nullable: bool
+    values: tuple[float, ...] | None = None
+    low: float = 0.0
+    high: float = 0.0

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.artifact import Direction, HeadBlock, LayerWeights, MLPBlock, ResidualLayout, SOpLocation, Weights, sort_values
+from rasp_lab.artifact import Direction, HeadBlock, LayerWeights, MLPBlock, ResidualLayout, SOpLocation, ValueInfo, Weights, sort_values
 from rasp_lab.compiler.model import CompiledModel, ModelConfig
 from rasp_lab.model_file import (
     MAX_JSON_DEPTH,
@@ -191,6 +191,15 @@ def to_arrays(model: CompiledModel) -> tuple[dict[str, np.ndarray], dict[str, An
             for loc in layout.sops.values()
         ],
         "layers": layers,
+        "value_info": {
+            label: {
+                "nullable": info.nullable,
+                "values": None if info.values is None else [repr(float(v)) for v in info.values],
+                "low": repr(float(info.low)),
+                "high": repr(float(info.high)),
+            }
+            for label, info in model.value_info.items()
+        },
     }
     return {name: np.ascontiguousarray(a, dtype=np.float64) for name, a in arrays.items()}, metadata
 
@@ -662,6 +671,7 @@ def _build(arrays: dict[str, np.ndarray], meta: dict[str, Any], source: str) -> 
         leak=meta["leak"],
         name=meta["name"],
         source=source,
+        value_info=_value_info(meta.get("value_info"), layout, source),
     )
     stored, derived = meta.get("model_config"), _config(model.model_config)
     for key, value in derived.items():  # keys this rasp_lab does not know are ignored
@@ -671,6 +681,38 @@ def _build(arrays: dict[str, np.ndarray], meta: dict[str, Any], source: str) -> 
                 f"({key} = {shown(value)})"
             )
     return model
+
+
+def _value_info(data: Any, layout: ResidualLayout, source: str) -> dict[str, ValueInfo]:
+    """Each SOp's values as the certificate reads them (absent in older files: then the
+    loaded model is not certified, and says so)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{source}: value_info must be an object, got {shown(data)}")
+
+    def number(text: Any, where: str) -> float:
+        try:
+            value = float(text) if isinstance(text, str) else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ModelFileError(f"{source}: value_info of {where} holds {shown(text)}, not a finite number")
+        return value
+
+    out = {}
+    for label, entry in data.items():
+        if label not in layout.sops or not isinstance(entry, dict) or not isinstance(entry.get("nullable"), bool):
+            raise ModelFileError(f"{source}: bad value_info entry {shown(label)}: {shown(entry)}")
+        values = entry.get("values")
+        if values is not None and not isinstance(values, list):
+            raise ModelFileError(f"{source}: value_info of {label!r} lists {shown(values)}")
+        listed = None if values is None else tuple(number(v, repr(label)) for v in values)
+        low, high = number(entry.get("low"), repr(label)), number(entry.get("high"), repr(label))
+        if low > high or (listed and (min(listed) < low or max(listed) > high)):
+            raise ModelFileError(f"{source}: value_info of {label!r} has range {low}..{high} not covering its values")
+        out[label] = ValueInfo(nullable=entry["nullable"], values=listed, low=low, high=high)
+    return out
 
 
 def _check_layer(n: int, lw: LayerWeights, layout: ResidualLayout, rtol: float, source: str) -> None:

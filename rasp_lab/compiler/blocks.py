@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.artifact import HeadBlock, MLPBlock
+from rasp_lab.artifact import HeadBlock, MLPBlock, ValueInfo
 from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
 from rasp_lab.compiler.discretiser_plans import CLAMP_TOLERANCE, DiscretiserPlans
 from rasp_lab.compiler.selector_plans import HeadPlan, SelectorPlans
@@ -35,10 +35,16 @@ from rasp_lab.value_sets import ValueSets
 
 BOS_DIRECTION_NAME = "tokens"
 
-NOISY_ONE_HOT = 1e-5
-"""A numerical Map reads a categorical SOp whose error bound exceeds this through clamps
-(exact) rather than linearly (which would pass the error on, times the Map's values). Heads'
-leak (1e-6 by default) stays below it; float32 noise from a wide discretiser does not."""
+NUMERICAL_LEAK_BUDGET = 1e-6
+"""A numerical Aggregate's leak times the spread of the values it averages stays below this
+(a tenth of the default tolerance at 0, 1e-4 * max(1, |v|), a hundredth with its margin)."""
+
+NOISY_ONE_HOT = 1e-7
+"""A numerical Map reads a categorical SOp through clamps (exact) rather than linearly when
+the SOp's error estimate times the Map's largest |value| exceeds this: a linear read passes
+the error on times the values, and an output of 0 must stay within 1e-4 even when other
+outputs are 1e4. (The estimate is the compiler's; the certificate's sound bound is up to a
+few hundred times larger, hence the margin below 1e-4.)"""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class BlockPlan:
     bos_direction: Direction
     scratch: tuple[Direction, ...] = field(default=())
     """Directions that hold no SOp (SelectorWidth's attention output)."""
+    value_info: Mapping[str, ValueInfo] = field(default_factory=dict)
+    """Every SOp's values, as the certificate reads them (rasp_lab/certificate.py)."""
 
 
 class NeedsPrecision(Exception):
@@ -184,7 +192,17 @@ class _Builder:
             output=self.graph.output.label,
             bos_direction=self.bos_dir,
             scratch=tuple(self.scratch),
+            value_info={label: self._value_info(label, node) for label, node in self.nodes.items()},
         )
+
+    def _value_info(self, label: str, node: NodeBlock) -> ValueInfo:
+        values = self.sets.sets.get(label)
+        nullable = values is not None and None in values
+        if node.encoding is not rasp.Encoding.NUMERICAL:
+            return ValueInfo(nullable=nullable)
+        low, high = self.numeric_range(label)
+        listed = None if values is None else tuple(sorted(float(v) for v in values if v is not None))
+        return ValueInfo(nullable=nullable, values=listed, low=low, high=high)
 
     def _embedding_nodes(self) -> None:
         vocab = self.sets.vocab
@@ -244,7 +262,7 @@ class _Builder:
         if isinstance(expr, rasp.Map):
             if rasp.is_numerical(expr.inner):
                 return self._numerical_map(label, expr, encoding)
-            noisy = self.node(expr.inner.label).error > NOISY_ONE_HOT
+            noisy = self.node(expr.inner.label).error * self._largest_output(expr) > NOISY_ONE_HOT
             if label in self.discretisers.splits or (encoding is rasp.Encoding.NUMERICAL and noisy):
                 return self._clamped_read(label, expr, encoding)
             return self._categorical_map(label, expr, encoding)
@@ -309,6 +327,20 @@ class _Builder:
         mlp = self._finish_mlp(label, "categorical_map", list(inner.directions), outputs, w_in, w_out, tolerance=0.25)
         error = inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
         return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), error)
+
+    def _largest_output(self, expr: rasp.Map) -> float:
+        """max(1, largest |f(v)|) over the inner SOp's values (1 for a categorical Map)."""
+        if not rasp.is_numerical(expr):
+            return 1.0
+        largest = 1.0
+        for direction in self.node(expr.inner.label).directions:
+            try:
+                out = expr.f(direction.value)
+            except Exception:
+                continue
+            if isinstance(out, (int, float)):
+                largest = max(largest, abs(float(out)))
+        return largest
 
     def _clamped_read(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
         """A Map of a categorical SOp whose one-hot is not clean (a split Map's, see
@@ -485,7 +517,10 @@ class _Builder:
             value = tuple(d for d in sop.directions if d.value in out_values)
             ov = {(d, Direction(label, d.value)): 1.0 for d in value}
             spread = 1.0
-        head = self._head(label, expr.selector.label, query, key, entries, value, outputs, ov, margin=plan.weights.margin, strategy=plan.strategy)
+        # The leak moves a mean by up to leak * spread, and an output of 0 must stay within
+        # 1e-4 however large the values are: the leak scales down with the spread.
+        leak = min(self.leak, NUMERICAL_LEAK_BUDGET / spread) if encoding is rasp.Encoding.NUMERICAL and spread > 0 else self.leak
+        head = self._head(label, expr.selector.label, query, key, entries, value, outputs, ov, margin=plan.weights.margin, leak=leak, strategy=plan.strategy)
         error = sop.error + 2 * head.leak_bound * spread
         return NodeBlock(label, encoding, outputs, head, None, tuple(dict.fromkeys(reads + [sop.label])), error)
 

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.artifact import HeadBlock, LayerWeights, ResidualLayout, SOpLocation, Weights, pad
+from rasp_lab.artifact import HeadBlock, LayerWeights, ResidualLayout, SOpLocation, ValueInfo, Weights, pad
 from rasp_lab.compiler.forward import LayerShape, haiku_forward, numpy_forward
 from rasp_lab.compiler.layers import EMBEDDED, LayerAllocation, Placement
 
@@ -184,10 +184,12 @@ class CompiledModel:
         layers: LayerAllocation | None = None,
         compilation: Compilation | None = None,
         source: str | None = None,
+        value_info: Mapping[str, ValueInfo] | None = None,
     ) -> None:
         """`tokens`: the token ids' order (vocab sorted, then BOS, then PAD); `output`: the
         label of the output SOp in `layout.sops`; `name`: the program's label; `source`:
-        the file a loaded model came from (None when compiled here)."""
+        the file a loaded model came from (None when compiled here); `value_info`: each
+        SOp's values as the certificate reads them (rasp_lab/certificate.py)."""
         if output not in layout.sops:
             raise ValueError(f"output SOp {output!r} is not in the residual layout")
         self.weights = weights
@@ -200,6 +202,7 @@ class CompiledModel:
         self.max_seq_len = max_seq_len
         self.vocab = frozenset(vocab)
         self._compilation = compilation
+        self.value_info: Mapping[str, ValueInfo] = dict(value_info or {})
         self.input_encoder = InputEncoder(tokens, bos, pad, max_seq_len)
         self.output_location = layout.sops[output]
         if self.output_location.encoding is rasp.Encoding.NUMERICAL:
@@ -259,6 +262,7 @@ class CompiledModel:
             name=program.label,
             layers=layers,
             compilation=Compilation(program, sets, plan),
+            value_info=plan.value_info,
         )
 
     @classmethod
@@ -294,6 +298,14 @@ class CompiledModel:
     def plan(self) -> BlockPlan:
         """The compiler's blocks, by SOp label (compiled models only)."""
         return self._compiled("plan")
+
+    @functools.cached_property
+    def certificate(self):
+        """The error certificate (rasp_lab.certificate): a sound bound on every SOp's
+        float32 error over every input up to max_seq_len, re-derived from the weights."""
+        from rasp_lab.certificate import certify
+
+        return certify(self)
 
     @property
     def is_loaded(self) -> bool:
@@ -354,6 +366,7 @@ class CompiledModel:
             f"residual width {self.layout.width}, max_seq_len {self.max_seq_len}, causal={self.causal}",
             f"parameters: {counts['compact']} (compact), {counts['padded']} (padded to one shape per layer), "
             f"{counts['nonzero']} non-zero",
+            self.certificate.describe(),
         ]
         for layer, lw in enumerate(self.weights.layers):
             lines.append(

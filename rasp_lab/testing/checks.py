@@ -148,6 +148,7 @@ def assert_compiles_exactly(
     causal: bool = False,
     tolerance: float = 1e-4,
     model: CompiledModel | None = None,
+    single_rows: int = 64,
 ) -> CheckReport:
     """Check that the compiled `program` (or the given `model`) agrees with `rasp.evaluate`.
 
@@ -162,6 +163,11 @@ def assert_compiles_exactly(
     position, the expected and actual values, and the first block (head or MLP, by layer
     and label) after which the residual stream departs from the evaluator's trace. Raises
     ValidationError / CompileError when `program` does not compile. Returns a CheckReport.
+
+    Inputs run as padded batches of mixed lengths and, `single_rows` of them spread over
+    the list, one row at a time (float32 results may depend on the batch shape). Where the
+    model is certified (`model.certificate.exact`), a numerical output's measured error must
+    also stay within the certified bound.
 
     `model` may be compiled from a different program that should compute the same function
     (the diagnosis then compares the SOps whose labels both share).
@@ -207,27 +213,44 @@ def assert_compiles_exactly(
 
     location = model.output_location
     numerical = location.encoding is rasp.Encoding.NUMERICAL
+    certificate = model.certificate
+    bound = certificate.bound(location.label) if certificate.exact else None
     max_error = 0.0
+
+    def compare(start: int, batch: list[tuple], ids: np.ndarray) -> None:
+        nonlocal max_error
+        residuals, _ = model.forward(ids)
+        got_rows = _decode_rows(model, residuals[-1], ids, location)
+        for row, xs in enumerate(batch):
+            want, got = expected[start + row], got_rows[row]
+            for position, (g, e) in enumerate(zip(got, want, strict=True)):
+                if not _same(g, e, numerical, tolerance):
+                    rerun = ([r[row : row + 1] for r in residuals], ids[row : row + 1])
+                    raise AssertionError(
+                        _mismatch_message(model, program, list(xs), position, want, got, causal, tolerance, start + row, rerun)
+                    )
+                if numerical and e is not None and g is not None:
+                    error = abs(float(g) - float(e))
+                    max_error = max(max_error, error)
+                    if bound is not None and error > bound.at(float(e)) * (1 + 1e-6) + 1e-12:
+                        raise AssertionError(
+                            f"{location.label}: input {list(xs)}, position {position + 1}: the model is off by "
+                            f"{error:.3g} from the evaluator's {e!r}, above its certified bound {bound} "
+                            f"({bound.at(float(e)):.3g} there): the certificate is unsound here"
+                        )
+
     if checked:
+        # Padded batches of mixed lengths, then single rows: float32 sums in a different
+        # order for each batch shape, and the answer must not depend on it.
         rows = min(_MAX_BATCH, 1 << (len(checked) - 1).bit_length())
         width = max(len(xs) for xs in checked) + 1
         for start in range(0, len(checked), rows):
             batch = checked[start : start + rows]
-            ids = _encode(model, batch, rows, width)
-            residuals, _ = model.forward(ids)
-            got_rows = _decode_rows(model, residuals[-1], ids, location)
-            for row, xs in enumerate(batch):
-                want, got = expected[start + row], got_rows[row]
-                for position, (g, e) in enumerate(zip(got, want, strict=True)):
-                    if not _same(g, e, numerical, tolerance):
-                        rerun = ([r[row : row + 1] for r in residuals], ids[row : row + 1])
-                        raise AssertionError(
-                            _mismatch_message(
-                                model, program, list(xs), position, want, got, causal, tolerance, start + row, rerun
-                            )
-                        )
-                    if numerical and e is not None and g is not None:
-                        max_error = max(max_error, abs(float(g) - float(e)))
+            compare(start, batch, _encode(model, batch, rows, width))
+        step = max(1, len(checked) // single_rows) if single_rows else len(checked) + 1
+        for start in range(0, len(checked), step):
+            xs = checked[start]
+            compare(start, [xs], _encode(model, [xs], 1, len(xs) + 1))
     return CheckReport(
         program=program.label,
         inputs_checked=len(checked),

@@ -1,0 +1,534 @@
+"""The error certificate: a sound bound on how far every SOp's residual directions can be
+from their ideal values, on every input up to max_seq_len, in float32.
+
+The *ideal* network is the compiled one run with exact arithmetic and hard attention:
+each head averages uniformly over the keys whose logit is the top one (BOS among them when
+its logit is), and every SOp's directions hold its one-hot or its value exactly. The
+certificate bounds the real model's distance from it, layer by layer, from these alone:
+
+- the weights of every head and MLP block in named directions (rasp_lab.artifact),
+- the residual layout (which directions hold which SOp),
+- each SOp's values (categorical: its directions; numerical: `ValueInfo`),
+
+never from the compiler's own intermediate objects, so it is a second opinion on the
+compiler and works on a model loaded from a file. It re-derives every head's margin from its
+table over every combination of its SOps' values (the free question: a superset of what
+inputs realise, so the margin holds for the program), and every MLP's output over every
+combination of its inputs' values.
+
+Each bound adds: the errors upstream (through logits, via the coldness, and through the
+value and MLP weights, keeping the cancellation of paired clamp units), the attention
+weight that leaks past the margin, unequal weights among the attended keys, and float32
+rounding bounded for any summation order (`gamma(k) = k u / (1 - k u)` times the sum of the
+terms' sizes, u = 2^-24), so it holds whatever the batch shape. Assumptions, stated: XLA's
+float32 exp is within EXP_ULPS units in the last place; a categorical Aggregate's attended
+keys share one value (validation refuses programs where they may not, and the model raises
+DecodingError otherwise).
+
+"Exact" means: a categorical output decodes to its value with a margin (every direction
+within 1/4 of its one-hot, with room for the decoder's sum of the others); a numerical
+output is within `tolerance * max(1, |v|)` of its value v (1e-4 by default), for every
+value v it can take.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rasp_lab import rasp
+from rasp_lab.artifact import ONE, Direction, HeadBlock, MLPBlock, ResidualLayout, ValueInfo, Weights
+
+U = 2.0**-24
+"""float32's unit roundoff."""
+
+EXP_ULPS = 4
+"""Assumed accuracy of float32 exp in XLA's softmax, in units in the last place."""
+
+DEFAULT_TOLERANCE = 1e-4
+"""A numerical output must be within this times max(1, |v|) of its value v."""
+
+MAX_COMBINATIONS = 400_000
+"""Input value combinations one block's check may enumerate; beyond it, not certified."""
+
+_AFFINE_WORK = 30_000_000
+"""Multiply-adds above which an MLP's noise is bounded unit by unit (looser, no cancellation)."""
+
+_TIE = 1e-9
+"""Relative difference below which two logits of the ideal network count as tied."""
+
+
+class CertificateWarning(UserWarning):
+    """A compiled model whose sound error bound is looser than the tolerance: it may still
+    be exact (the bound is a worst case over every summation order), but it is not proven."""
+
+
+def gamma(k: int) -> float:
+    """Relative error bound of a float32 sum of k terms (or k roundings), any order."""
+    return k * U / (1 - k * U)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """|model - ideal| <= absolute + relative * |v| in every direction of one SOp, at every
+    position where its ideal value is v (v = 1 or 0 for a one-hot direction)."""
+
+    absolute: float
+    relative: float = 0.0
+    bos: float | None = None
+    """The error at the BOS position (which later heads read as their default), where
+    every SOp's ideal value is 0; None: the same as `absolute`."""
+    total: float | None = None
+    """A one-hot's largest sum of errors over its directions at one position (BOS
+    included); None: `absolute` times the number of directions."""
+
+    def at(self, value: float) -> float:
+        return self.absolute + self.relative * abs(value)
+
+    @property
+    def at_bos(self) -> float:
+        return self.absolute if self.bos is None else self.bos
+
+    def __str__(self) -> str:
+        return f"{self.absolute:.3g}" + (f" + {self.relative:.3g}|v|" if self.relative else "")
+
+
+@dataclass(frozen=True)
+class SOpCertificate:
+    label: str
+    encoding: rasp.Encoding
+    bound: Bound
+    tolerance_met: bool
+    """Within the meaning of exact (see the module docstring)."""
+    worst: str
+    """Where the bound is tightest against the tolerance, in words."""
+
+
+@dataclass(frozen=True)
+class Certificate:
+    output: str
+    tolerance: float
+    sops: Mapping[str, SOpCertificate]
+    problems: tuple[str, ...] = field(default=())
+    """Why something could not be certified (empty when every block was checked)."""
+
+    @property
+    def exact(self) -> bool:
+        """The output is certified within tolerance on every input up to max_seq_len."""
+        return not self.problems and self.sops[self.output].tolerance_met
+
+    def bound(self, label: str) -> Bound:
+        return self.sops[label].bound
+
+    def describe(self) -> str:
+        out = self.sops.get(self.output)
+        if out is None:
+            return f"not certified: {'; '.join(self.problems)}"
+        meaning = (
+            "decodes to its value with a margin"
+            if out.encoding is rasp.Encoding.CATEGORICAL
+            else f"within {self.tolerance:g} * max(1, |v|) of its value v"
+        )
+        verdict = "exact" if self.exact else "NOT certified exact"
+        text = f"{verdict}: output {self.output!r} {meaning} on every input (certified error <= {out.bound}; {out.worst})"
+        if self.problems:
+            text += "; problems: " + "; ".join(self.problems)
+        return text
+
+
+def certify(model: Any, *, tolerance: float = DEFAULT_TOLERANCE) -> Certificate:
+    """The certificate of a CompiledModel (compiled, or loaded from a file)."""
+    return certify_parts(
+        model.weights,
+        model.layout,
+        model.value_info,
+        output=model.output_location.label,
+        max_seq_len=model.max_seq_len,
+        tolerance=tolerance,
+    )
+
+
+def certify_parts(
+    weights: Weights,
+    layout: ResidualLayout,
+    value_info: Mapping[str, ValueInfo],
+    *,
+    output: str,
+    max_seq_len: int,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> Certificate:
+    """The certificate from the artifact's parts (see the module docstring)."""
+    if not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must be strictly between 0 and 1, got {tolerance!r}")
+    checker = _Checker(weights, layout, value_info, max_seq_len)
+    checker.run()
+    sops = {
+        label: checker.judge(label, tolerance)
+        for label in layout.sops
+    }
+    return Certificate(output=output, tolerance=tolerance, sops=sops, problems=tuple(checker.problems))
+
+
+# ------------------------------------------------------------------------------------ internals
+
+
+@dataclass
+class _Owner:
+    """The exact values one group of directions takes together at a token position: rows of
+    `configs` ([n_configs, len(directions)]); at BOS every direction but BOS's own is 0."""
+
+    directions: tuple[Direction, ...]
+    configs: np.ndarray
+
+
+class _Checker:
+    def __init__(self, weights: Weights, layout: ResidualLayout, value_info: Mapping[str, ValueInfo], max_seq_len: int) -> None:
+        self.weights, self.layout, self.info = weights, layout, value_info
+        self.n_pos = max_seq_len + 1
+        self.owner_of: dict[Direction, str] = {}
+        for label, loc in layout.sops.items():
+            for d in loc.directions:
+                self.owner_of[d] = label
+        self.bound: dict[str, Bound] = {}
+        self.scratch_values: dict[Direction, np.ndarray] = {}
+        self.problems: list[str] = []
+        self.bos_direction = next((d for d in layout.directions[1:2] if d.internal), None)
+
+    # ---------------------------------------------------------------- values
+
+    def _owner(self, d: Direction) -> str | Direction:
+        """The SOp label owning `d`, or `d` itself for an internal direction."""
+        return self.owner_of.get(d, d)
+
+    def _group(self, label: str | Direction) -> _Owner:
+        """Exact token-position values of the directions of `label` (an SOp, or an internal
+        direction)."""
+        if isinstance(label, str):
+            loc = self.layout.sops[label]
+            if loc.encoding is rasp.Encoding.NUMERICAL and label not in self.info:
+                raise _NotCertified(f"no value set is known for the numerical SOp {label!r}")
+            info = self.info.get(label, ValueInfo(nullable=True))
+            if loc.encoding is rasp.Encoding.NUMERICAL:
+                if info.values is not None:
+                    values = np.array(info.values + (0.0,) if info.nullable else info.values, dtype=float)
+                else:
+                    values = np.array(sorted({info.low, info.high, 0.0} if info.low <= 0 <= info.high else {info.low, info.high}))
+                return _Owner(loc.directions, values.reshape(-1, 1))
+            k = len(loc.directions)
+            rows = np.eye(k)
+            if info.nullable or k == 0:
+                rows = np.vstack([rows, np.zeros((1, k))])
+            return _Owner(loc.directions, rows)
+        d = label
+        if d == ONE:
+            return _Owner((d,), np.ones((1, 1)))
+        if d == self.bos_direction:
+            return _Owner((d,), np.zeros((1, 1)))
+        values = self.scratch_values.get(d)
+        if values is None:
+            raise _NotCertified(f"direction {d} is read before anything writes it")
+        return _Owner((d,), values.reshape(-1, 1))
+
+    def _error(self, d: Direction) -> Bound:
+        return self.bound.get(self._owner(d), Bound(0.0))
+
+    def _combinations(self, directions: Sequence[Direction], what: str) -> tuple[np.ndarray, np.ndarray]:
+        """(configs [n, len(directions)] at token positions, plus one all-zero row for BOS
+        (BOS's own direction 1 there); errors [n + 1, len(directions)] at each)."""
+        owners = list(dict.fromkeys(self._owner(d) for d in directions))
+        groups = [self._group(o) for o in owners]
+        count = math.prod(len(g.configs) for g in groups)
+        if count > MAX_COMBINATIONS:
+            raise _NotCertified(f"{what} reads {count} combinations of input values (more than {MAX_COMBINATIONS})")
+        column = {d: i for i, d in enumerate(directions)}
+        configs = np.zeros((count + 1, len(directions)))  # [combinations + BOS, inputs]
+        for row, parts in enumerate(itertools.product(*(range(len(g.configs)) for g in groups))):
+            for g, part in zip(groups, parts):
+                for j, d in enumerate(g.directions):
+                    if d in column:
+                        configs[row, column[d]] = g.configs[part, j]
+        if self.bos_direction in column:
+            configs[count, column[self.bos_direction]] = 1.0
+        errors = np.zeros_like(configs)
+        for d, j in column.items():
+            b = self._error(d)
+            errors[:count, j] = b.absolute + b.relative * np.abs(configs[:count, j])
+            errors[count, j] = b.at_bos
+        return configs, errors
+
+    # ---------------------------------------------------------------- the walk
+
+    def run(self) -> None:
+        for label, loc in self.layout.sops.items():
+            if loc.head_layer is None and loc.mlp_layer is None:
+                numerical = loc.encoding is rasp.Encoding.NUMERICAL
+                self.bound[label] = Bound(0.0, U if numerical else 0.0, 0.0)  # embedded: float32 rounding of constants
+        for layer in self.weights.layers:
+            for head in layer.heads:
+                self._guard(head.label, lambda head=head, layer=layer: self._head(head, layer.head_size))
+            for mlp in layer.mlps:
+                self._guard(mlp.label, lambda mlp=mlp: self._mlp(mlp))
+
+    def _guard(self, label: str, step) -> None:
+        try:
+            step()
+        except _NotCertified as err:
+            self.problems.append(f"{label}: {err}")
+            self.bound[label] = Bound(math.inf)
+
+    def _head(self, head: HeadBlock, head_size: int) -> None:
+        self._bos_with_keys = True
+        margin, delta_ties, table_size = self._margin(head)
+        c = head.coldness
+        # Logit error from upstream errors: per pair of direction blocks (one-hot: at most
+        # one direction on), e_R * max column sum + e_S * max row sum + e_R e_S * sum.
+        delta_in = 0.0
+        rows = _blocks(head.query, self._owner)
+        cols = _blocks(head.key, self._owner)
+        w = np.abs(head.w_qk)
+        for r_owner, r_idx in rows.items():
+            e_r, s_r = self._block_error(r_owner, head.query, r_idx)
+            for s_owner, s_idx in cols.items():
+                e_s, s_s = self._block_error(s_owner, head.key, s_idx)
+                sub = w[np.ix_(r_idx, s_idx)]
+                if not sub.size:
+                    continue
+                # sum_rs |W_rs| (e_r |x_s| + |x_r| e_s + e_r e_s), one entry per block on.
+                top = sub.max()
+                delta_in += e_r * s_s * top + e_s * s_r * top + e_r * e_s * top
+        # float32: each product of the logit's dot products is non-zero only for directions
+        # that are non-zero; an exact block (error 0) has one such direction at a time.
+        terms = self._terms(head.query) + self._terms(head.key) + min(head_size, self._terms(head.key)) + 4
+        delta_f32 = gamma(terms) * table_size * 1.01
+        delta = c * (delta_in + delta_f32 + delta_ties)
+        exponent = c * margin - 2 * delta
+        leak = min(1.0, (self.n_pos - 1) * math.exp(-exponent)) if exponent > 0 else 1.0
+        if leak >= 0.5:
+            raise _NotCertified(f"its margin {margin:.3g} (x coldness {c:.3g}) does not survive its input error {delta:.3g}")
+        # Attended keys' weights differ by a factor up to exp(2 delta) (and softmax rounding):
+        # a weighted mean then moves by at most half that, times the values' spread.
+        skew = (math.expm1(2 * delta) + 2 * gamma(self.n_pos + EXP_ULPS + 2)) / 2
+        # Exact values the head averages, per output direction: [configs, outputs].
+        configs, _ = self._combinations(head.value, f"head {head.label}'s value")
+        values = configs @ head.w_ov  # [configs, outputs]; the last row is BOS's
+        # Unequal weights move a mean only within the spread of what is attended together:
+        # the keys' values, and BOS's 0 only where BOS is attended beside keys (a width head).
+        together = values if self._bos_with_keys else values[:-1]
+        attended_spread = (together.max(axis=0) - together.min(axis=0)) if len(together) else np.zeros(values.shape[1])
+        w_ov = np.abs(head.w_ov)
+        # A value bounded away from 0 (all of one sign, |v| >= m > 0) has error
+        # a + r|v| <= (a / m + r)|v|: relative, so it stays small where the output is 0.
+        value_errors = [self._value_error(d, configs[:-1, j]) for j, d in enumerate(head.value)]
+        value_abs = np.array([a for a, _ in value_errors]) @ w_ov  # [outputs]
+        value_rel = np.array([r for _, r in value_errors]) @ w_ov
+        low = np.minimum(values.min(axis=0), 0.0)
+        high = np.maximum(values.max(axis=0), 0.0)
+        spread = high - low
+        big = np.maximum(np.abs(low), np.abs(high))
+        same_sign = (low >= 0) | (high <= 0)
+        f32 = gamma(self.n_pos + len(head.value) + head_size + len(head.output) + EXP_ULPS + 6)
+        output_sop = self.owner_of.get(head.output[0]) if head.output else None
+        averages = output_sop is None or self.layout.sops[output_sop].encoding is rasp.Encoding.NUMERICAL
+        absolute = value_abs + leak * spread + (skew * attended_spread if averages else 0.0)
+        # Relative parts stay relative while the averaged values share a sign (then the
+        # sum of |weight * value| is the output's own size, plus the leaked weight's).
+        relative = np.where(same_sign, f32 + value_rel, 0.0)
+        absolute = absolute + np.where(same_sign, (f32 + value_rel) * leak * big, (f32 + value_rel) * big)
+        # At BOS the query attends BOS alone: no unequal weights, only the leak.
+        value_bos = np.array([self._error(d).at_bos for d in head.value]) @ w_ov
+        at_bos = value_bos + leak * spread + (f32 + value_rel) * (leak * big + value_bos)
+        # A one-hot output's errors summed over its directions: the values' own (each
+        # output reads its own value direction), the leaked weight twice (taken from the
+        # attended value, given to others), and rounding of what the head writes.
+        value_total = max([self._block_error(o, head.value, idx)[0] for o, idx in _blocks(head.value, self._owner).items()], default=0.0)
+        total = value_total * float(w_ov.max(initial=0.0)) + 2 * leak + f32 * (1 + 2 * leak + value_total)
+        bound = Bound(float(absolute.max()), float(relative.max()), float(at_bos.max()), total)
+        if head.output and head.output[0] not in self.owner_of:
+            # A width head's scratch: the share of BOS among the attended, w / (w + 1).
+            widths = self.info.get(head.label)
+            counts = np.arange(self.n_pos) if widths is None or widths.values is None else None
+            if counts is None:
+                counts = np.array(widths.values)
+            if not len(counts):
+                counts = np.arange(self.n_pos)
+            self.scratch_values[head.output[0]] = counts / (counts + 1.0)
+            self.bound[self._owner(head.output[0])] = bound
+        else:
+            self.bound[head.label] = bound
+
+    def _value_error(self, d: Direction, values: np.ndarray) -> tuple[float, float]:
+        """(absolute, relative) error of one value direction over its token-position values."""
+        b = self._error(d)
+        if len(values) and (values.min() > 0 or values.max() < 0):
+            return 0.0, b.relative + b.absolute / float(np.abs(values).min())
+        return b.absolute, b.relative
+
+    def _terms(self, directions: Sequence[Direction]) -> int:
+        """How many of `directions` can be non-zero at once: one per exact block (a clean
+        one-hot, ONE, BOS), all of a block that carries error."""
+        total = 0
+        for owner, idx in _blocks(directions, self._owner).items():
+            b = self._error(directions[idx[0]])
+            total += 1 if b.absolute == 0 and b.at_bos == 0 else len(idx)
+        return total
+
+    def _block_error(self, owner: Any, directions: Sequence[Direction], idx: list[int]) -> tuple[float, float]:
+        """(largest sum of errors over one block of a head's QK directions at a position,
+        largest exact size of an entry there)."""
+        b = self._error(directions[idx[0]])
+        if isinstance(owner, str) and self.layout.sops[owner].encoding is rasp.Encoding.NUMERICAL:
+            info = self.info.get(owner, ValueInfo(nullable=False))
+            size = max(1.0, abs(info.low), abs(info.high))
+            return max(b.at(size), b.at_bos), size
+        if b.total is not None:
+            return b.total, 1.0
+        return max(b.absolute, b.at_bos) * len(idx), 1.0
+
+    def _margin(self, head: HeadBlock) -> tuple[float, float, float]:
+        """(margin, tie slack, largest sum of |table entries| one (query, key) pair reads),
+        over every combination of the query SOps' values (and the BOS query) and, per
+        query, the key SOps' values, whose logits add up (a sum of per-block tables)."""
+        q_configs, _ = self._combinations(head.query, f"head {head.label}'s query")
+        table = head.w_qk  # [query directions, key directions]
+        scale = max(1.0, float(np.abs(table).max(initial=0.0)))
+        key_col = {d: j for j, d in enumerate(head.key)}
+        bos_col = key_col.get(self.bos_direction) if self.bos_direction is not None else None
+        if bos_col is not None:
+            bos_logit = q_configs @ table[:, bos_col]  # [queries]
+            size = np.abs(q_configs) @ np.abs(table[:, bos_col])
+        else:
+            bos_logit, size = np.zeros(len(q_configs)), np.zeros(len(q_configs))
+        key_top = np.zeros(len(q_configs))
+        key_gap = np.full(len(q_configs), np.inf)
+        key_size = np.zeros(len(q_configs))
+        owners = [o for o in dict.fromkeys(self._owner(d) for d in head.key) if o != self.bos_direction]
+        for owner in owners:
+            group = self._group(owner)
+            cols = [key_col[d] for d in group.directions if d in key_col]
+            picked = group.configs[:, [j for j, d in enumerate(group.directions) if d in key_col]]  # [key configs, cols]
+            logits = q_configs @ table[:, cols] @ picked.T  # [queries, key configs]
+            key_size += (np.abs(q_configs) @ np.abs(table[:, cols]) @ np.abs(picked).T).max(axis=1)
+            top = logits.max(axis=1)
+            below = np.where(logits < top[:, None] - _TIE * scale, logits, -np.inf).max(axis=1)
+            key_top += top
+            key_gap = np.minimum(key_gap, top - below)
+        if not owners:  # no key reads anything: every key scores 0
+            key_gap[:] = np.inf
+        top = np.maximum(key_top, bos_logit)
+        # Attended: the keys at the top (when they reach it) and BOS (when it does); all
+        # else must sit `margin` below. Separable logits: the runner-up key config is the
+        # top minus the smallest per-block gap.
+        keys_at_top = key_top >= top - _TIE * scale
+        bos_at_top = bos_logit >= top - _TIE * scale
+        next_key = np.where(keys_at_top, key_top - key_gap, key_top)
+        next_bos = np.where(bos_at_top, -np.inf, bos_logit)
+        gaps = top - np.maximum(next_key, next_bos)
+        margin = float(gaps.min())
+        if not margin > 0:
+            raise _NotCertified("its logits leave no margin between the attended keys and the others")
+        largest = float(np.max(np.maximum(size, key_size), initial=0.0))
+        self._bos_with_keys = bool(np.any(keys_at_top & bos_at_top & (key_top > -np.inf)))
+        return margin, _TIE * scale * (len(owners) + 1), largest
+
+    def _mlp(self, mlp: MLPBlock) -> None:
+        configs, errors = self._combinations(mlp.inputs, f"MLP {mlp.label}'s input")
+        w_in, w_out = mlp.w_in, mlp.w_out  # [inputs, hidden], [hidden, outputs]
+        pre = configs @ w_in  # [n, hidden]
+        k_in = np.count_nonzero(w_in, axis=0)  # terms per pre-activation
+        k_out = np.count_nonzero(w_out, axis=0)  # terms per output
+        noise = errors @ np.abs(w_in)  # input errors through the first layer
+        f32_pre = gamma_array(k_in + 2) * ((np.abs(configs) + errors) @ np.abs(w_in))
+        radius = noise + f32_pre
+        on = pre - radius >= 0
+        off = pre + radius <= 0
+        straddle = ~on & ~off
+        hidden = np.maximum(pre, 0.0)
+        out = hidden @ w_out  # [n, outputs], the ideal outputs
+        # Surely-on units pass input noise linearly, so paired units' noise cancels.
+        total = np.zeros_like(out)
+        noisy = np.flatnonzero(errors.max(axis=0) > 0)  # inputs that carry any error
+        if len(noisy) * w_in.shape[1] * w_out.shape[1] * len(configs) <= _AFFINE_WORK:
+            for start in range(0, len(configs), 256):
+                sl = slice(start, start + 256)
+                through = np.einsum("ij,cj,jk->cik", w_in[noisy], on[sl].astype(float), w_out)  # [c, noisy inputs, outputs]
+                total[sl] = np.einsum("ci,cik->ck", errors[sl][:, noisy], np.abs(through))
+        else:  # too big to keep the cancellation: each surely-on unit passes its noise on
+            total += (on * noise) @ np.abs(w_out)
+        total += (on * f32_pre + straddle * radius) @ np.abs(w_out)
+        total += gamma_array(k_out + 2)[None, :] * ((hidden + radius * ~off) @ np.abs(w_out))
+        loc = self.layout.sops.get(mlp.label)
+        if loc is None:
+            raise _NotCertified("writes no SOp of the layout")
+        if loc.encoding is rasp.Encoding.CATEGORICAL:
+            ideal = np.clip(np.round(out), 0.0, 1.0)
+            off_grid = np.abs(out - ideal).max(initial=0.0)
+            if off_grid > 1e-6:
+                raise _NotCertified(f"its ideal output is not a one-hot (off by {off_grid:.3g})")
+            bad_rows = (ideal.sum(axis=1) > 1).any()
+            if bad_rows:
+                raise _NotCertified("its ideal output sets two values at once")
+            err = total + np.abs(out - ideal)  # [configs, directions]; the last row is BOS
+            self.bound[mlp.label] = Bound(
+                float(err[:-1].max(initial=0.0)), 0.0, float(err[-1].max(initial=0.0)), float(err.sum(axis=1).max(initial=0.0))
+            )
+        else:
+            fitted = _fit(out[:-1, 0], total[:-1, 0])
+            self.bound[mlp.label] = Bound(fitted.absolute, fitted.relative, float(total[-1, 0] + abs(out[-1, 0])))
+
+    # ---------------------------------------------------------------- verdicts
+
+    def judge(self, label: str, tolerance: float) -> SOpCertificate:
+        loc = self.layout.sops[label]
+        bound = self.bound.get(label, Bound(0.0))
+        if not math.isfinite(bound.absolute):
+            return SOpCertificate(label, loc.encoding, bound, False, "not certified")
+        if loc.encoding is rasp.Encoding.CATEGORICAL:
+            k = max(1, len(loc.directions))
+            # The decoder wants the top entry >= 3/4 and the others' sum <= 1/4.
+            used = bound.total if bound.total is not None else bound.absolute * k
+            ok = bound.absolute < 0.25 and used <= 0.25
+            worst = f"{k} directions, decoding margin {0.25 - used:.3g}"
+            return SOpCertificate(label, loc.encoding, bound, bool(ok), worst)
+        info = self.info.get(label, ValueInfo(nullable=False))
+        values = np.array(info.values if info.values is not None else (info.low, info.high, 0.0), dtype=float)
+        if info.values is not None and info.low <= 0 <= info.high:
+            values = np.append(values, 0.0)  # BOS and no value read 0
+        allowed = tolerance * np.maximum(1.0, np.abs(values))
+        used = (bound.absolute + bound.relative * np.abs(values)) / allowed
+        i = int(np.argmax(used)) if len(values) else 0
+        worst = f"tightest at value {values[i]:.6g}: {used[i]:.3g} of its tolerance" if len(values) else "no values"
+        return SOpCertificate(label, loc.encoding, bound, bool(np.all(used <= 1.0)), worst)
+
+
+class _NotCertified(Exception):
+    """A block the checker can't bound (the message says why)."""
+
+
+def gamma_array(k: np.ndarray) -> np.ndarray:
+    k = np.asarray(k, dtype=float)
+    return k * U / (1 - k * U)
+
+
+def _blocks(directions: Sequence[Direction], owner) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, d in enumerate(directions):
+        out.setdefault(owner(d), []).append(i)
+    return out
+
+
+def _fit(values: np.ndarray, errors: np.ndarray) -> Bound:
+    """The smallest `absolute` for the best of a few `relative` slopes, so that
+    errors <= absolute + relative * |values| (a value-aware bound: 0 stays tight beside 1e4)."""
+    best: Bound | None = None
+    for relative in (0.0, 2.0**-22, 2.0**-20, 2.0**-17):
+        absolute = float(np.max(errors - relative * np.abs(values), initial=0.0))
+        absolute = max(absolute, 0.0)
+        score = np.max((absolute + relative * np.abs(values)) / np.maximum(1.0, np.abs(values)), initial=0.0)
+        if best is None or score < best_score:
+            best, best_score = Bound(absolute, relative), score
+    return best  # type: ignore[return-value]
