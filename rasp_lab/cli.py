@@ -66,10 +66,22 @@ def parse_vocab(text: str, like: frozenset | None = None) -> frozenset:
         bad = [item for item in items if not _INT.match(item)]
         if bad:
             raise UsageError(f"bad vocab {text!r}: {bad} are not integers, and this program's tokens are integers")
-        return frozenset(int(item) for item in items)
+        return _distinct(text, items, [int(item) for item in items])
     if wants_strs:
         return frozenset(items)
-    return frozenset(int(item) if _INT.match(item) else item for item in items)
+    return _distinct(text, items, [int(item) if _INT.match(item) else item for item in items])
+
+
+def _distinct(text: str, items: list[str], tokens: list) -> frozenset:
+    """The tokens as a set, refusing words that read as one token (e.g. 1, 01 and +1)."""
+    spellings: dict[Any, list[str]] = {}
+    for item, token in zip(items, tokens):
+        spellings.setdefault(token, []).append(item)
+    same = [words for words in spellings.values() if len(words) > 1]
+    if same:
+        shown = "; ".join(" and ".join(words) for words in same)
+        raise UsageError(f"bad vocab {text!r}: {shown} are the same token; give each token once")
+    return frozenset(tokens)
 
 
 def _zoo(name: str):
@@ -180,6 +192,10 @@ def _compile(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- explain: selector expressions
 
 OPERATORS = {"==": "EQ", "!=": "NEQ", "<=": "LEQ", ">=": "GEQ", "<": "LT", ">": "GT"}
+MAX_NESTING = 100
+"""Deepest nesting of ~ and parentheses `explain` parses (each level is a parser call)."""
+MAX_ATOMS = 1000
+"""Most atoms `explain` analyses in one selector."""
 SOP_NAMES = ("tokens", "indices", "length")
 CONSTANTS = {"true": "TRUE", "false": "FALSE"}
 
@@ -189,7 +205,15 @@ class SelectorSyntaxError(UsageError):
 
     def __init__(self, text: str, position: int, message: str) -> None:
         self.text, self.position = text, position
-        super().__init__(f"can't parse selector at position {position}: {message}\n  {text}\n  {' ' * position}^")
+        start = max(0, position - _SHOWN // 2) if len(text) > _SHOWN else 0
+        shown = text[start : start + _SHOWN]
+        before, after = ("..." if start else ""), ("..." if start + _SHOWN < len(text) else "")
+        caret = " " * (len(before) + position - start)
+        super().__init__(f"can't parse selector at position {position}: {message}\n  {before}{shown}{after}\n  {caret}^")
+
+
+_SHOWN = 120
+"""Characters of a long selector echoed around the position of a syntax error."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +258,8 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.at = 0
+        self.depth = 0
+        self.atoms = 0
 
     @property
     def next(self) -> _Token:
@@ -272,22 +298,35 @@ class _Parser:
         return selector
 
     def unary(self):
+        if self.next.kind in ("~", "("):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise SelectorSyntaxError(
+                    self.text, self.next.position, f"nested more than {MAX_NESTING} levels deep (~ and parentheses)"
+                )
+            selector = self._nested()
+            self.depth -= 1
+            return selector
+        return self.atom()
+
+    def _nested(self):
         if self.next.kind == "~":
             self.take()
             return ~self.unary()
-        if self.next.kind == "(":
-            opening = self.take()
-            selector = self.expr()
-            if self.next.kind != ")":
-                raise self.fail(f"expected ')' to close the '(' at position {opening.position}")
-            self.take()
-            return selector
-        return self.atom()
+        opening = self.take()
+        selector = self.expr()
+        if self.next.kind != ")":
+            raise self.fail(f"expected ')' to close the '(' at position {opening.position}")
+        self.take()
+        return selector
 
     def atom(self):
         from rasp_lab import rasp
 
         token = self.next
+        self.atoms += 1
+        if self.atoms > MAX_ATOMS:
+            raise SelectorSyntaxError(self.text, token.position, f"more than {MAX_ATOMS} atoms; explain analyses at most {MAX_ATOMS}")
         if token.kind == "name" and token.text.lower() in CONSTANTS:
             self.take()
             return rasp.Select(rasp.indices, rasp.indices, rasp.Comparison[CONSTANTS[token.text.lower()]])

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping, Sequence, Set
 from fractions import Fraction
@@ -160,15 +161,31 @@ def _evaluate_node(node: rasp.RASPExpr, xs: list[Any], values: dict[int, Any], c
 def _apply(node: rasp.RASPExpr, f: Any, args: tuple, position: int) -> Any:
     if any(a is None for a in args):
         return None
+    shown = args[0] if len(args) == 1 else args
     try:
-        return f(*args)
+        value = f(*args)
     except Exception as err:
-        shown = args[0] if len(args) == 1 else args
         raise EvaluationError(
             node.label,
             f"{type(node).__name__} function raised {type(err).__name__}({err}) on {shown!r} at position {position}",
             kind="function-raised",
         ) from err
+    if is_nan(value):
+        # NaN would pass for a value but equal nothing; None is the only "no value".
+        raise EvaluationError(
+            node.label,
+            f"{type(node).__name__} function returned NaN ({value!r}) on {shown!r} at position {position}",
+            kind="nan",
+        )
+    return value
+
+
+def is_nan(value: Any) -> bool:
+    """True for a NaN number (float, complex, Decimal or numpy), which is unequal to itself."""
+    try:
+        return isinstance(value, numbers.Number) and bool(value != value)
+    except Exception:
+        return False
 
 
 def _predicate(node: rasp.Select, key: Any, query: Any) -> bool:
@@ -187,9 +204,12 @@ def _predicate(node: rasp.Select, key: Any, query: Any) -> bool:
 
 def exact_mean(values: list) -> float:
     """The mean rounded once from its exact value (order-independent): int / int division
-    is already correctly rounded; other numbers go through Fractions."""
+    is already correctly rounded; other numbers go through Fractions (infinities, which
+    have no Fraction, by float arithmetic: NaN if they cancel)."""
     if all(isinstance(v, int) for v in values):
         return sum(values) / len(values)
+    if not all(math.isfinite(v) for v in values):
+        return sum(float(v) for v in values) / len(values)
     return float(sum(Fraction(v) for v in values) / len(values))
 
 
@@ -206,7 +226,14 @@ def _aggregate(node: rasp.Aggregate, row: list[bool], sop_values: list[Any], que
                 f"numerical Aggregate cannot average non-numbers {selected!r} at query position {query}",
                 kind="not-averageable",
             )
-        return exact_mean(selected)
+        mean = exact_mean(selected)
+        if is_nan(mean):
+            raise EvaluationError(
+                node.label,
+                f"numerical Aggregate averages {selected!r} to NaN at query position {query}",
+                kind="nan",
+            )
+        return mean
     first = selected[0]
     for value in selected[1:]:
         if (value is None) != (first is None) or not (value == first):

@@ -29,6 +29,12 @@ def fingerprint(value: Any) -> str:
     return _fp(value, 0, set())
 
 
+def element_fingerprint(value: Any) -> str:
+    """What `fingerprint` writes for `value` as an element of a tuple, so that a nested
+    fingerprint can be built one level at a time instead of by recursion."""
+    return _fp(value, 1, set())
+
+
 def _fp(value: Any, depth: int, seen: set[int]) -> str:
     if depth > _MAX_DEPTH:
         # A placeholder here would make different deep values collide; repr/identity keeps them apart.

@@ -22,7 +22,7 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rasp_lab.fingerprint import digest, fingerprint
+from rasp_lab.fingerprint import digest, element_fingerprint, fingerprint
 
 __all__ = [
     "RASPExpr",
@@ -207,6 +207,15 @@ def _is_value_sequence(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes, RASPExpr))
 
 
+def _refuse_nan(owner: str, what: str, values: Sequence[Any]) -> None:
+    """NaN is not a value RASP can hold: it equals nothing, so no one-hot or comparison sees
+    it; None is "no value"."""
+    nans = [(i, v) for i, v in enumerate(values) if is_nan(v)]
+    if nans:
+        where = "" if len(values) == 1 else f" at positions {[i for i, _ in nans]}"
+        raise ValueError(f"{owner}: {what} holds NaN{where} ({values!r}); use None for 'no value'")
+
+
 def _check_callable(value: Any, what: str, owner: str) -> None:
     if not callable(value):
         raise TypeError(f"{owner}: {what} must be callable, got {type(value).__name__} {value!r}")
@@ -327,22 +336,43 @@ class _WithConstant:
 
 
 class _Composed:
-    """`x -> outer(inner(x))`, passing None through (the result of simplifying Map of Map)."""
+    """`x -> fn(...f2(f1(x)))`, passing None through (the result of simplifying Map of Map).
 
-    __slots__ = ("outer", "inner")
+    Flat, with its fingerprint built once per link, so a chain of thousands of Maps neither
+    recurses when called nor when labelled."""
+
+    __slots__ = ("functions", "_fingerprint")
+
+    _INLINE = 4096
+    """Longest fingerprint kept as text; longer ones (long chains) are hashed to stay small."""
 
     def __init__(self, outer: Callable[[Any], Any], inner: Callable[[Any], Any]) -> None:
-        self.outer, self.inner = outer, inner
+        if isinstance(inner, _Composed):
+            functions = (*inner.functions, outer)
+            inner_fp = f"_Composed:{inner._fingerprint}"
+        else:
+            functions = (inner, outer)
+            inner_fp = element_fingerprint(inner)
+        # The text `fingerprint((outer, inner))` gives, without re-walking the inner links.
+        text = f"tuple({element_fingerprint(outer)},{inner_fp})"
+        object.__setattr__(self, "functions", functions)
+        object.__setattr__(self, "_fingerprint", text if len(text) <= self._INLINE else f"sha256:{digest(text, 64)}")
 
     def __call__(self, x: Any) -> Any:
-        y = self.inner(x)
-        return None if y is None else self.outer(y)
+        y = self.functions[0](x)
+        for previous, f in zip(self.functions, self.functions[1:]):
+            if y is None:
+                return None
+            if is_nan(y):
+                raise ValueError(f"{previous!r} returned NaN ({y!r}) before {f!r}")
+            y = f(y)
+        return y
 
     def __rasp_fingerprint__(self) -> str:
-        return fingerprint((self.outer, self.inner))
+        return self._fingerprint
 
     def __repr__(self) -> str:
-        return f"{self.outer!r} ∘ {self.inner!r}"
+        return " ∘ ".join(repr(f) for f in reversed(self.functions))
 
 
 class _Primitive(SOp):
@@ -471,6 +501,7 @@ class Full(SOp):
     def __init__(self, fill: Any) -> None:
         if isinstance(fill, RASPExpr):
             raise TypeError(f"Full: fill must be a plain value, got {fill!r}")
+        _refuse_nan("Full", "fill", [fill])
         self._init(fill=fill)
 
     def _params(self) -> tuple:
@@ -485,6 +516,7 @@ class ConstantSOp(SOp):
     def __init__(self, value: Sequence[Any], check_length: bool = True) -> None:
         if not _is_value_sequence(value):
             raise TypeError(f"ConstantSOp: value must be a sequence of values, got {value!r}")
+        _refuse_nan("ConstantSOp", "value", value)
         self._init(value=tuple(value), check_length=bool(check_length))
 
     def _params(self) -> tuple:
@@ -517,6 +549,7 @@ class Aggregate(SOp):
         _check_expr(sop, SOp, "sop", "Aggregate")
         if isinstance(default, RASPExpr):
             raise TypeError(f"Aggregate: default must be a plain value, got {default!r}")
+        _refuse_nan("Aggregate", "default", [default])
         self._init(selector=selector, sop=sop, default=default)
 
     def _params(self) -> tuple:
@@ -745,4 +778,4 @@ def is_categorical(sop: RASPExpr) -> bool:
     return get_encoding(sop) is Encoding.CATEGORICAL
 
 
-from rasp_lab.evaluator import EvaluationError, evaluate, trace  # noqa: E402  (needs the classes above)
+from rasp_lab.evaluator import EvaluationError, evaluate, is_nan, trace  # noqa: E402  (needs the classes above)

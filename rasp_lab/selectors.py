@@ -259,15 +259,90 @@ class SelectorAnalysis:
 
 def selector_atoms(selector: rasp.Selector) -> list[rasp.Selector]:
     """The Select / ConstantSelector leaves of a composition (not the selectors further up
-    the program that its SOps are computed from), left to right, without repeats."""
-    if isinstance(selector, (rasp.Select, rasp.ConstantSelector)):
-        return [selector]
+    the program that its SOps are computed from), left to right, without repeats. Iterative,
+    so a composition of thousands of atoms doesn't recurse."""
     found: list[rasp.Selector] = []
-    for child in selector.children:
-        for atom in selector_atoms(child):  # type: ignore[arg-type]
-            if all(atom is not seen for seen in found):
-                found.append(atom)
+    seen: set[int] = set()
+    stack: list[rasp.RASPExpr] = [selector]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, (rasp.Select, rasp.ConstantSelector)):
+            found.append(node)
+        else:
+            stack.extend(reversed(node.children))
     return found
+
+
+MAX_DEPTH = 200
+"""Deepest selector composition handed to the compiler's (recursive) table builders; a
+deeper one is first rebalanced (`&` / `|` chains, double negations)."""
+
+
+def nesting_depth(selector: rasp.Selector) -> int:
+    """How many selector levels `selector` nests (an atom is 1), without recursing."""
+    depth: dict[int, int] = {}
+    stack: list[tuple[rasp.RASPExpr, bool]] = [(selector, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in depth:
+            continue
+        children = [c for c in node.children if isinstance(c, rasp.Selector)]
+        if expanded or not children:
+            depth[id(node)] = 1 + max((depth[id(c)] for c in children), default=0)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in depth)
+    return depth[id(selector)]
+
+
+def shallow_equivalent(selector: rasp.Selector) -> rasp.Selector:
+    """`selector` itself if it nests at most MAX_DEPTH levels; else the same selection with
+    `&` and `|` chains rebalanced and double negations dropped (same atoms, same order of
+    conjuncts), or a ValueError naming the selector if it is still too deep."""
+    depth = nesting_depth(selector)
+    if depth <= MAX_DEPTH:
+        return selector
+    try:
+        shallow = _rebalanced(selector)
+    except RecursionError:
+        shallow = None
+    if shallow is None or nesting_depth(shallow) > MAX_DEPTH:
+        raise ValueError(
+            f"selector {selector.label!r} nests {depth} levels deep, and alternates &, | and ~ too "
+            f"often to rebalance under {MAX_DEPTH} levels; write it with fewer nested levels"
+        )
+    return shallow
+
+
+def _chain(selector: rasp.Selector, kind: type) -> list[rasp.Selector]:
+    """The operands of a chain of `kind` (SelectorAnd or SelectorOr), left to right."""
+    parts: list[rasp.Selector] = []
+    stack: list[rasp.Selector] = [selector]
+    while stack:
+        node = stack.pop()
+        if type(node) is kind:
+            stack.extend((node.snd, node.fst))  # type: ignore[attr-defined]
+        else:
+            parts.append(node)
+    return parts
+
+
+def _rebalanced(selector: rasp.Selector) -> rasp.Selector:
+    while isinstance(selector, rasp.SelectorNot) and isinstance(selector.inner, rasp.SelectorNot):
+        selector = selector.inner.inner
+    if isinstance(selector, rasp.SelectorNot):
+        return rasp.SelectorNot(_rebalanced(selector.inner))
+    if isinstance(selector, (rasp.SelectorAnd, rasp.SelectorOr)):
+        kind = type(selector)
+        parts = [_rebalanced(part) for part in _chain(selector, kind)]
+        while len(parts) > 1:
+            paired = [kind(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+            parts = paired + parts[len(parts) - len(parts) % 2 :]
+        return parts[0]
+    return selector
 
 
 def involved_sops(selector: rasp.Selector) -> dict[str, rasp.SOp]:
@@ -313,8 +388,10 @@ def analyze(
     key_tuples = tuple(itertools.product(*(values[s] for s in key_sops)))
     query_tuples = tuple(itertools.product(*(values[s] for s in query_sops)))
     pattern = _pattern(selector, key_sops, query_sops, values, key_tuples, query_tuples)
-    ctx = _Context(selector, key_sops, query_sops, values, key_tuples, query_tuples, pattern)
-    fits = {"factored": ctx.decide("factored", conjunct_pairs(selector))}
+    # The compiler's table builders recurse over the composition: give them a shallow copy.
+    shallow = shallow_equivalent(selector)
+    ctx = _Context(shallow, key_sops, query_sops, values, key_tuples, query_tuples, pattern)
+    fits = {"factored": ctx.decide("factored", conjunct_pairs(shallow))}
     for encoding in ENCODINGS[1:]:
         # A product block can carry any sum of per-SOp tables, so what fits factored fits
         # every product encoding: expand the weights instead of solving again.
@@ -367,23 +444,35 @@ def _pattern(selector, key_sops, query_sops, values, key_tuples, query_tuples) -
     k_idx = {s: np.array([values[s].index(t[c]) for t in key_tuples]) for c, s in enumerate(key_sops)}
     q_idx = {s: np.array([values[s].index(t[c]) for t in query_tuples]) for c, s in enumerate(query_sops)}
 
-    def grid(node: rasp.Selector) -> np.ndarray:
-        if isinstance(node, (rasp.Select, rasp.ConstantSelector)):
-            ks = node.keys.label if isinstance(node, rasp.Select) else rasp.indices.label
-            qs = node.queries.label if isinstance(node, rasp.Select) else rasp.indices.label
-            table = np.array(
-                [[truth(node, {ks: k}, {qs: q}) for k in values[ks]] for q in values[qs]], dtype=bool
-            )  # [|values of qs|, |values of ks|]
-            return table[q_idx[qs][:, None], k_idx[ks][None, :]]
-        if isinstance(node, rasp.SelectorAnd):
-            return grid(node.fst) & grid(node.snd)
-        if isinstance(node, rasp.SelectorOr):
-            return grid(node.fst) | grid(node.snd)
-        if isinstance(node, rasp.SelectorNot):
-            return ~grid(node.inner)
-        raise TypeError(f"unknown selector type {type(node).__name__} {node.label!r}")
+    def atom_grid(node: rasp.Selector) -> np.ndarray:
+        ks = node.keys.label if isinstance(node, rasp.Select) else rasp.indices.label
+        qs = node.queries.label if isinstance(node, rasp.Select) else rasp.indices.label
+        table = np.array(
+            [[truth(node, {ks: k}, {qs: q}) for k in values[ks]] for q in values[qs]], dtype=bool
+        )  # [|values of qs|, |values of ks|]
+        return table[q_idx[qs][:, None], k_idx[ks][None, :]]
 
-    return grid(selector)
+    # Children before parents with an explicit stack, so long chains don't recurse.
+    grids: dict[int, np.ndarray] = {}
+    stack: list[tuple[rasp.Selector, bool]] = [(selector, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in grids:
+            continue
+        if isinstance(node, (rasp.Select, rasp.ConstantSelector)):
+            grids[id(node)] = atom_grid(node)
+        elif not isinstance(node, (rasp.SelectorAnd, rasp.SelectorOr, rasp.SelectorNot)):
+            raise TypeError(f"unknown selector type {type(node).__name__} {node.label!r}")
+        elif not expanded:
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(node.children) if id(child) not in grids)
+        elif isinstance(node, rasp.SelectorAnd):
+            grids[id(node)] = grids[id(node.fst)] & grids[id(node.snd)]
+        elif isinstance(node, rasp.SelectorOr):
+            grids[id(node)] = grids[id(node.fst)] | grids[id(node.snd)]
+        else:
+            grids[id(node)] = ~grids[id(node.inner)]  # type: ignore[attr-defined]
+    return grids[id(selector)]
 
 
 class _Context:

@@ -20,7 +20,7 @@ from typing import Any
 from rasp_lab import rasp
 from rasp_lab.evaluator import EvaluationError, evaluate
 from rasp_lab.graph import LabelCollisionError, ProgramGraph
-from rasp_lab.value_sets import MAX_VALUES, ValueSets, check_vocab, value_sets
+from rasp_lab.value_sets import MAX_VALUES, ValueSets, check_vocab, is_nan, value_sets
 
 SEARCH_BUDGET = 1500
 """How many inputs the dynamic check evaluates (all short ones, then random longer ones)."""
@@ -49,14 +49,22 @@ class ValidationError(ValueError):
         super().__init__(f"the program can't be compiled exactly ({len(self.problems)} problems):\n{lines}")
 
 
-def validate(program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int, *, causal: bool = False) -> list[Problem]:
+def validate(
+    program: rasp.RASPExpr,
+    vocab: Iterable[Any],
+    max_seq_len: int,
+    *,
+    causal: bool = False,
+    work_limit: int | None = None,
+) -> list[Problem]:
     """Every problem of `program` on inputs over `vocab` up to `max_seq_len`, errors first
-    (`causal` evaluates the dynamic check causally, as a causal model would run)."""
+    (`causal` evaluates the dynamic check causally, as a causal model would run).
+    `work_limit` is passed to `value_sets`, which raises WorkLimitError above it."""
     if not isinstance(program, rasp.RASPExpr):
         raise TypeError(f"validate() takes a RASP expression, got {type(program).__name__} {program!r}")
     vocab_set = check_vocab(vocab, max_seq_len)
     try:
-        sets = value_sets(program, vocab_set, max_seq_len)
+        sets = value_sets(program, vocab_set, max_seq_len, work_limit=work_limit)
     except LabelCollisionError as err:
         return [Problem(err.label, "label-collision", str(err))]
     return check(program, sets, causal=causal)
@@ -80,7 +88,28 @@ def _short(values: Iterable[Any], limit: int = 8) -> str:
 
 
 def contains_diagonal(selector: rasp.Selector, sets: ValueSets) -> bool:
-    """True if every query position certainly selects itself (so never selects nothing)."""
+    """True if every query position certainly selects itself (so never selects nothing).
+    Iterative, children before parents, so long `&` / `|` chains don't recurse."""
+    result: dict[int, bool] = {}
+    stack: list[tuple[rasp.Selector, bool]] = [(selector, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in result:
+            continue
+        if isinstance(node, (rasp.SelectorAnd, rasp.SelectorOr)) and not expanded:
+            stack.append((node, True))
+            stack.extend((child, False) for child in (node.snd, node.fst) if id(child) not in result)
+            continue
+        if isinstance(node, rasp.SelectorAnd):
+            result[id(node)] = result[id(node.fst)] and result[id(node.snd)]
+        elif isinstance(node, rasp.SelectorOr):
+            result[id(node)] = result[id(node.fst)] or result[id(node.snd)]
+        else:
+            result[id(node)] = _atom_contains_diagonal(node, sets)
+    return result[id(selector)]
+
+
+def _atom_contains_diagonal(selector: rasp.Selector, sets: ValueSets) -> bool:
     if isinstance(selector, rasp.Select):
         keys, queries = sets[selector.keys], sets[selector.queries]
         if keys is None or queries is None or None in keys or None in queries:
@@ -97,10 +126,6 @@ def contains_diagonal(selector: rasp.Selector, sets: ValueSets) -> bool:
         n = sets.max_seq_len
         rows = selector.value
         return len(rows) >= n and all(len(rows[i]) > i and rows[i][i] for i in range(n))
-    if isinstance(selector, rasp.SelectorAnd):
-        return contains_diagonal(selector.fst, sets) and contains_diagonal(selector.snd, sets)
-    if isinstance(selector, rasp.SelectorOr):
-        return contains_diagonal(selector.fst, sets) or contains_diagonal(selector.snd, sets)
     return False
 
 
@@ -126,10 +151,11 @@ class _Checker:
             expr = self.graph.nodes[failure.label]
             what = "predicate" if isinstance(expr, rasp.Select) else f"{type(expr).__name__} function"
             certainty = "on reachable values" if failure.exact else "on values it may receive"
+            verb = "returned" if failure.kind == "nan" else "raised"
             self.add(
                 failure.label,
-                "function-raised",
-                f"{what} raised {failure.error} {certainty} {failure.args!r}",
+                "nan" if failure.kind == "nan" else "function-raised",
+                f"{what} {verb} {failure.error} {certainty} {failure.args!r}",
                 failure.args,
                 "error" if failure.exact else "warning",
             )
@@ -158,6 +184,9 @@ class _Checker:
             if rasp.is_categorical(expr) or self._consumers_enumerate(label):
                 self.add(label, "too-many-values", f"takes more than {MAX_VALUES} values; a one-hot block or lookup MLP would be too large")
             return
+        nans = [v for v in values if is_nan(v)]
+        if nans and not isinstance(expr, rasp.Aggregate):
+            self.add(label, "nan", f"takes the value NaN {_short(nans)}, which equals nothing (not even itself)", nans)
         if rasp.is_numerical(expr) and not isinstance(expr, rasp.Aggregate):
             # An Aggregate's values are its input's, checked (and named) by _aggregate.
             bad = [v for v in values if v is not None and not _is_finite_real(v)]

@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from rasp_lab import rasp
+from rasp_lab.evaluator import is_nan
 from rasp_lab.graph import ProgramGraph, build_graph
 
 MAX_VALUES = 20_000
@@ -29,6 +30,35 @@ MAX_VALUES = 20_000
 
 MAX_ASSIGNMENTS = 400_000
 """Largest joint space enumerated for one SOp before falling back to its children's product."""
+
+WORK_LIMIT = 100_000_000
+"""Default `work_limit` of `value_sets`: inference steps (a (token, index, length) state
+walked for one SOp, or one predicate call) allowed before refusing to start. A step takes
+0.2-0.5 microseconds, so the default refuses work that would take a minute or more."""
+
+_SECONDS_PER_STEP = 0.5e-6
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("years", 365 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.0f} {unit}"
+    return f"{seconds:.0f} seconds"
+
+
+class WorkLimitError(ValueError):
+    """Value-set inference would take too long; says how much work and how to allow it."""
+
+    def __init__(self, label: str, estimate: int, limit: int, detail: str) -> None:
+        super().__init__(
+            f"{label}: value-set inference needs about {estimate:,} steps ({detail}), "
+            f"over the work limit of {limit:,} (about {_duration(estimate * _SECONDS_PER_STEP)} of work); "
+            f"use a smaller vocab or max_seq_len, or pass a larger work_limit= to "
+            f"rasp_lab.value_sets() or rasp_lab.validate() to run it anyway"
+        )
+        self.label = label
+        self.estimate = estimate
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -40,6 +70,8 @@ class Failure:
     error: str
     exact: bool
     """True when the arguments certainly occur on some input; False if only possibly."""
+    kind: str = "raised"
+    """'raised' (the function raised `error`) or 'nan' (it returned NaN)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +114,16 @@ def check_vocab(vocab: Iterable[Any], max_seq_len: int) -> frozenset:
         raise ValueError("vocab is empty: a program needs at least one token")
     if any(t is None for t in items):
         raise ValueError("vocab contains None, which RASP reserves for 'no value'")
+    nans = [t for t in items if is_nan(t)]
+    if nans:
+        raise ValueError(f"vocab contains NaN {nans!r}, which equals no token (not even itself)")
+    collisions = colliding_tokens(items)
+    if collisions:
+        shown = "; ".join(" == ".join(repr(t) for t in group) for group in collisions)
+        raise ValueError(
+            f"vocab tokens {shown} are equal under == but distinct, so they would collapse into one "
+            f"token; keep one of each"
+        )
     if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int):
         raise TypeError(f"max_seq_len must be an int, got {max_seq_len!r}")
     if max_seq_len < 1:
@@ -89,14 +131,45 @@ def check_vocab(vocab: Iterable[Any], max_seq_len: int) -> frozenset:
     return frozenset(items)
 
 
+def colliding_tokens(items: Iterable[Any]) -> list[tuple]:
+    """Groups of tokens equal under == (and in hash) but of different type or repr, such as
+    1, 1.0 and True, which a set would silently merge into one."""
+    groups: dict[Any, list] = {}
+    for item in items:
+        group = groups.setdefault(item, [])
+        if all(type(item) is not type(seen) or repr(item) != repr(seen) for seen in group):
+            group.append(item)
+    return [tuple(group) for group in groups.values() if len(group) > 1]
+
+
+def check_work_limit(work_limit: int | None) -> int:
+    """The work limit to use: WORK_LIMIT for None, else a positive int."""
+    if work_limit is None:
+        return WORK_LIMIT
+    if isinstance(work_limit, bool) or not isinstance(work_limit, int):
+        raise TypeError(f"work_limit must be an int (or None for {WORK_LIMIT:,}), got {work_limit!r}")
+    if work_limit < 1:
+        raise ValueError(f"work_limit must be at least 1, got {work_limit}")
+    return work_limit
+
+
 def value_sets(
-    program: rasp.RASPExpr, vocab: Iterable[Any], max_seq_len: int, extra: Iterable[rasp.RASPExpr] = ()
+    program: rasp.RASPExpr,
+    vocab: Iterable[Any],
+    max_seq_len: int,
+    extra: Iterable[rasp.RASPExpr] = (),
+    *,
+    work_limit: int | None = None,
 ) -> ValueSets:
     """The values every SOp of `program` (and of `extra`) can take on inputs over `vocab` of
-    length 1..max_seq_len."""
+    length 1..max_seq_len.
+
+    Raises WorkLimitError, before the work starts, when inference would take more than
+    `work_limit` steps (default WORK_LIMIT, about a minute)."""
     vocab_set = check_vocab(vocab, max_seq_len)
+    limit = check_work_limit(work_limit)
     graph = build_graph(program, extra)
-    return _Inference(graph, vocab_set, max_seq_len).run()
+    return _Inference(graph, vocab_set, max_seq_len, limit).run()
 
 
 def _sort_key(value: Any) -> tuple:
@@ -104,22 +177,65 @@ def _sort_key(value: Any) -> tuple:
 
 
 class _Inference:
-    def __init__(self, graph: ProgramGraph, vocab: frozenset, max_seq_len: int) -> None:
+    def __init__(self, graph: ProgramGraph, vocab: frozenset, max_seq_len: int, work_limit: int = WORK_LIMIT) -> None:
         self.graph = graph
         self.vocab = vocab
         self.n = max_seq_len
+        self.work_limit = work_limit
+        self.work = 0
         self.sets: dict[str, frozenset | None] = {}
         self.exact: set[str] = set()
         self.sources: dict[str, frozenset[str]] = {}
         self.local: set[str] = set()
         self.cache: dict[str, dict[tuple, tuple[bool, Any]]] = {}
         self.failures: dict[tuple, Failure] = {}
-        self.states = [
-            (token, index, length)
-            for length in range(1, max_seq_len + 1)
-            for index in range(length)
-            for token in sorted(vocab, key=_sort_key)
+        self.tokens = sorted(vocab, key=_sort_key)
+        self._plan_sources()
+        self._charge_state_walks()
+
+    def _states(self) -> Iterator[tuple]:
+        """Every (token, index, length) a position can have; generated, not stored."""
+        for length in range(1, self.n + 1):
+            for index in range(length):
+                for token in self.tokens:
+                    yield token, index, length
+
+    def _plan_sources(self) -> None:
+        """Each SOp's sources and which SOps are local leaves, from the structure alone."""
+        for label in self.graph.order:
+            expr = self.graph.nodes[label]
+            if isinstance(expr, (rasp.Map, rasp.SequenceMap)):
+                self.sources[label] = frozenset().union(*(self.sources[c.label] for c in expr.children))
+            elif isinstance(expr, rasp.SOp):
+                self.sources[label] = frozenset([label])
+                if not isinstance(expr, (rasp.Aggregate, rasp.SelectorWidth)):
+                    self.local.add(label)
+
+    def _charge_state_walks(self) -> None:
+        """Refuse, before any work, inference that walks the (token, index, length) states
+        too often: once for every SOp enumerated jointly over local leaves."""
+        walkers = [
+            label
+            for label in self.graph.sops()
+            if label in self.local
+            or (
+                isinstance(self.graph.nodes[label], (rasp.Map, rasp.SequenceMap))
+                and not self._separable(self.graph.nodes[label])  # type: ignore[arg-type]
+                and self.sources[label] & self.local
+            )
         ]
+        positions = self.n * (self.n + 1) // 2
+        estimate = len(walkers) * len(self.tokens) * positions
+        self._charge(
+            estimate,
+            f"{len(walkers)} SOp{'s' if len(walkers) != 1 else ''} enumerated over {len(self.tokens)} "
+            f"tokens x {positions:,} (index, length) pairs for max_seq_len {self.n}",
+        )
+
+    def _charge(self, steps: int, detail: str) -> None:
+        if self.work + steps > self.work_limit:
+            raise WorkLimitError(self.graph.output.label, self.work + steps, self.work_limit, detail)
+        self.work += steps
 
     def run(self) -> ValueSets:
         for label in self.graph.order:
@@ -143,23 +259,16 @@ class _Inference:
 
     def _infer(self, label: str, expr: rasp.SOp) -> frozenset | None:
         if isinstance(expr, rasp.SelectorWidth):
-            self.sources[label] = frozenset([label])
-            return frozenset(range(0, self.n + 1))
+            return frozenset(range(0, self.n + 1)) if self.n + 1 <= MAX_VALUES else None
         if isinstance(expr, rasp.Aggregate):
-            self.sources[label] = frozenset([label])
             return self._aggregate(expr)
-        if isinstance(expr, (rasp.Map, rasp.SequenceMap)):
-            self.sources[label] = frozenset().union(*(self.sources[c.label] for c in expr.children))
-        else:
-            self.sources[label] = frozenset([label])
-            self.local.add(label)
         return self._enumerate(label, expr)
 
     def _local_tuples(self, leaves: list[str]) -> list[tuple]:
         """The distinct joint values of these local leaves over every (token, index, length)."""
         exprs = [self.graph.nodes[leaf] for leaf in leaves]
         seen: dict[tuple, None] = {}
-        for state in self.states:
+        for state in self._states():
             values = []
             for expr in exprs:
                 ok, value = _leaf_value(expr, state)
@@ -168,6 +277,8 @@ class _Inference:
                 values.append(value)
             else:
                 seen.setdefault(tuple(values), None)
+                if len(seen) > MAX_ASSIGNMENTS:
+                    break  # too many to enumerate jointly: the caller falls back, so stop here
         return list(seen)
 
     def _separable(self, expr: rasp.SOp) -> bool:
@@ -262,15 +373,19 @@ class _Inference:
             value = expr.f(*args)
             hash(value)
         except Exception as err:
-            self._fail(expr.label, args, err, exact)
+            self._fail(expr.label, args, f"{type(err).__name__}({err})", exact)
+            return False, None
+        if is_nan(value):
+            # NaN is not "no value" (None) and equals nothing: it never enters a value set.
+            self._fail(expr.label, args, f"NaN ({value!r})", exact, kind="nan")
             return False, None
         return True, value
 
-    def _fail(self, label: str, args: tuple, err: Exception, exact: bool) -> None:
+    def _fail(self, label: str, args: tuple, error: str, exact: bool, kind: str = "raised") -> None:
         key = (label, repr(args))
         known = self.failures.get(key)
         if known is None or (exact and not known.exact):
-            self.failures[key] = Failure(label, args, f"{type(err).__name__}({err})", exact)
+            self.failures[key] = Failure(label, args, error, exact, kind)
 
     # -- sources
 
@@ -287,7 +402,10 @@ class _Inference:
         if not all(isinstance(v, numbers.Real) and not isinstance(v, complex) for v in values):
             # Not averageable; `validate` reports it. Keep the raw values so it can name them.
             return self._bounded(out | set(values))
-        means = mean_values(values, self.n)
+        finite = [v for v in values if math.isfinite(v)]
+        # Infinities and NaN are not averageable either: kept raw for `validate` to name.
+        out.update(v for v in values if not math.isfinite(v))
+        means = mean_values(finite, self.n)
         return None if means is None else self._bounded(out | means)
 
     def _check_predicate(self, select: rasp.Select) -> None:
@@ -295,14 +413,18 @@ class _Inference:
         if keys is None or queries is None:
             return
         exact = select.keys.label in self.exact and select.queries.label in self.exact
-        for key in sorted(keys, key=_sort_key):
-            for query in sorted(queries, key=_sort_key):
-                if key is None or query is None:
-                    continue
+        key_values = [k for k in sorted(keys, key=_sort_key) if k is not None]
+        query_values = [q for q in sorted(queries, key=_sort_key) if q is not None]
+        self._charge(
+            len(key_values) * len(query_values),
+            f"{select.label!r} checks its predicate on {len(key_values):,} keys x {len(query_values):,} queries",
+        )
+        for key in key_values:
+            for query in query_values:
                 try:
                     select.predicate(key, query)
                 except Exception as err:
-                    self._fail(select.label, (key, query), err, exact)
+                    self._fail(select.label, (key, query), f"{type(err).__name__}({err})", exact)
 
 
 def _leaf_value(expr: rasp.SOp, state: tuple) -> tuple[bool, Any]:
