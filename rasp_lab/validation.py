@@ -20,7 +20,15 @@ from typing import Any
 from rasp_lab import rasp
 from rasp_lab.evaluator import EvaluationError, evaluate
 from rasp_lab.graph import LabelCollisionError, ProgramGraph
-from rasp_lab.value_sets import MAX_VALUES, ValueSets, check_vocab, is_nan, value_sets
+from rasp_lab.value_sets import (
+    MAX_VALUES,
+    ValueSets,
+    WorkLimitError,
+    check_vocab,
+    check_work_limit,
+    is_nan,
+    value_sets,
+)
 
 SEARCH_BUDGET = 1500
 """How many inputs the dynamic check evaluates (all short ones, then random longer ones)."""
@@ -59,15 +67,50 @@ def validate(
 ) -> list[Problem]:
     """Every problem of `program` on inputs over `vocab` up to `max_seq_len`, errors first
     (`causal` evaluates the dynamic check causally, as a causal model would run).
-    `work_limit` is passed to `value_sets`, which raises WorkLimitError above it."""
+    WorkLimitError, before the work starts, if value-set inference or the dynamic check would
+    take more than `work_limit` steps (default WORK_LIMIT, about a minute)."""
     if not isinstance(program, rasp.RASPExpr):
         raise TypeError(f"validate() takes a RASP expression, got {type(program).__name__} {program!r}")
     vocab_set = check_vocab(vocab, max_seq_len)
+    limit = check_work_limit(work_limit)
     try:
-        sets = value_sets(program, vocab_set, max_seq_len, work_limit=work_limit)
+        sets = value_sets(program, vocab_set, max_seq_len, work_limit=limit)
     except LabelCollisionError as err:
         return [Problem(err.label, "label-collision", str(err))]
+    steps = dynamic_work(sets.graph, len(vocab_set), max_seq_len, SEARCH_BUDGET)  # type: ignore[arg-type]
+    if steps > limit:
+        raise WorkLimitError(
+            program.label,
+            steps,
+            limit,
+            f"{SEARCH_BUDGET} evaluations on inputs up to length {max_seq_len}, each computing "
+            f"length^2 cells per selector, Aggregate and SelectorWidth, two cells a step",
+            work="checking the program on inputs",
+        )
     return check(program, sets, causal=causal)
+
+
+def dynamic_work(graph: ProgramGraph, vocab_size: int, max_seq_len: int, budget: int) -> int:
+    """Work steps of the dynamic check: the cells it computes over the inputs
+    `_search_inputs` yields (random lengths counted by their expectation), length^2 per
+    selector, Aggregate and SelectorWidth (one per query and key) and length per other SOp;
+    a cell takes about 0.15 microseconds, so two cells make one step of WORK_LIMIT."""
+    square = sum(isinstance(e, (rasp.Selector, rasp.Aggregate, rasp.SelectorWidth)) for e in graph.nodes.values())
+    linear = len(graph.nodes) - square
+
+    def cost(length: int) -> int:
+        return square * length * length + linear * length
+
+    used, length, cells = 0, 1, 0
+    while length <= max_seq_len and used + vocab_size**length <= budget // 2:
+        cells += vocab_size**length * cost(length)
+        used += vocab_size**length
+        length += 1
+    if length <= max_seq_len:
+        randoms = budget - used  # even ones at max_seq_len, odd ones uniform over the rest
+        at_random = sum(cost(n) for n in range(length, max_seq_len + 1)) / (max_seq_len + 1 - length)
+        cells += int((randoms + 1) // 2 * cost(max_seq_len) + randoms // 2 * at_random)
+    return cells // 2
 
 
 def check(

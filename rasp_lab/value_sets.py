@@ -31,12 +31,13 @@ MAX_VALUES = 20_000
 MAX_ASSIGNMENTS = 400_000
 """Largest joint space enumerated for one SOp before falling back to its children's product."""
 
-WORK_LIMIT = 100_000_000
-"""Default `work_limit` of `value_sets`: inference steps (a (token, index, length) state
-walked for one SOp, or one predicate call) allowed before refusing to start. A step takes
-0.2-0.5 microseconds, so the default refuses work that would take a minute or more."""
+WORK_LIMIT = 200_000_000
+"""Default `work_limit` of `value_sets` and `validate`: steps (a (token, index, length) state
+walked for one SOp, one predicate call, or one cell the validator's evaluations compute)
+allowed before refusing to start. A step takes 0.2-0.5 microseconds, so the default
+refuses work that would take a minute or more."""
 
-_SECONDS_PER_STEP = 0.5e-6
+_SECONDS_PER_STEP = 0.4e-6
 
 
 def _duration(seconds: float) -> str:
@@ -49,9 +50,9 @@ def _duration(seconds: float) -> str:
 class WorkLimitError(ValueError):
     """Value-set inference would take too long; says how much work and how to allow it."""
 
-    def __init__(self, label: str, estimate: int, limit: int, detail: str) -> None:
+    def __init__(self, label: str, estimate: int, limit: int, detail: str, work: str = "value-set inference") -> None:
         super().__init__(
-            f"{label}: value-set inference needs about {estimate:,} steps ({detail}), "
+            f"{label}: {work} needs about {estimate:,} steps ({detail}), "
             f"over the work limit of {limit:,} (about {_duration(estimate * _SECONDS_PER_STEP)} of work); "
             f"use a smaller vocab or max_seq_len, or pass a larger work_limit= to "
             f"rasp_lab.value_sets() or rasp_lab.validate() to run it anyway"

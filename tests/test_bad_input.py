@@ -191,11 +191,11 @@ def test_compile_refuses_a_billion_positions_at_once():
 
 
 def test_the_estimate_counts_states_walked_per_sop():
-    n, vocab = 300, range(3000)
+    n, vocab = 400, range(3000)
     with pytest.raises(WorkLimitError) as info:
         rasp_lab.value_sets(rasp.tokens, vocab, n)
-    assert info.value.estimate == 3000 * n * (n + 1) // 2 == 135_450_000
-    assert "1 SOp enumerated over 3000 tokens x 45,150 (index, length) pairs" in str(info.value)
+    assert info.value.estimate == 3000 * n * (n + 1) // 2 == 240_600_000
+    assert "1 SOp enumerated over 3000 tokens x 80,200 (index, length) pairs" in str(info.value)
     opposite = (rasp.length - rasp.indices).named("opposite")  # tokens, indices, length, opposite
     with pytest.raises(WorkLimitError) as info:
         rasp_lab.value_sets(opposite, [1, 2], 10, work_limit=100)
@@ -210,6 +210,26 @@ def test_a_three_thousand_token_predicate_table_counts_too():
     with pytest.raises(WorkLimitError, match=r"'same' checks its predicate on 3,000 keys x 3,000 queries") as info:
         rasp_lab.validate(program, vocab, 10, work_limit=5_000_000)
     assert info.value.estimate == 3000 * 55 + 3000 * 3000
+
+
+def test_validate_estimates_its_evaluations_too():
+    width = rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)).named("width")
+    # Every input of length 1..3 over 2 tokens; 2 l^2 + l cells each (Select, width; tokens), two a step.
+    cells = sum(2**length * (2 * length**2 + length) for length in (1, 2, 3))
+    assert cells == 214
+    with pytest.raises(WorkLimitError, match=r"^width: checking the program on inputs needs about 107 steps") as info:
+        rasp_lab.validate(width, [1, 2], 3, work_limit=106)
+    assert info.value.estimate == 107
+    assert rasp_lab.validate(width, [1, 2], 3, work_limit=107) == []
+
+
+def test_validate_refuses_minutes_of_evaluation_at_once():
+    entry = registry.get("paper_dyck3")
+    start = time.perf_counter()
+    with pytest.raises(WorkLimitError, match="1500 evaluations on inputs up to length 256") as info:
+        rasp_lab.validate(entry.build(max_seq_len=256), entry.vocab, 256)
+    assert time.perf_counter() - start < 3
+    assert info.value.estimate > 2 * WORK_LIMIT
 
 
 def test_the_default_admits_the_zoo_at_its_sizes_and_at_256():
