@@ -35,9 +35,6 @@ from rasp_lab.value_sets import ValueSets
 
 BOS_DIRECTION_NAME = "tokens"
 
-NUMERICAL_LEAK_BUDGET = 1e-6
-"""A numerical Aggregate's leak times the spread of the values it averages stays below this
-(a tenth of the default tolerance at 0, 1e-4 * max(1, |v|), a hundredth with its margin)."""
 
 NOISY_ONE_HOT = 1e-7
 """A numerical Map reads a categorical SOp through clamps (exact) rather than linearly when
@@ -518,8 +515,8 @@ class _Builder:
             ov = {(d, Direction(label, d.value)): 1.0 for d in value}
             spread = 1.0
         # The leak moves a mean by up to leak * spread, and an output of 0 must stay within
-        # 1e-4 however large the values are: the leak scales down with the spread.
-        leak = min(self.leak, NUMERICAL_LEAK_BUDGET / spread) if encoding is rasp.Encoding.NUMERICAL and spread > 0 else self.leak
+        # 1e-4 however large the values are: the leak is a bound in value units.
+        leak = self.leak / max(1.0, spread) if encoding is rasp.Encoding.NUMERICAL else self.leak
         head = self._head(label, expr.selector.label, query, key, entries, value, outputs, ov, margin=plan.weights.margin, leak=leak, strategy=plan.strategy)
         error = sop.error + 2 * head.leak_bound * spread
         return NodeBlock(label, encoding, outputs, head, None, tuple(dict.fromkeys(reads + [sop.label])), error)
