@@ -7,7 +7,7 @@ from rasp_lab import rasp
 from rasp_lab.evaluator import EvaluationError, evaluate, trace
 from rasp_lab.graph import LabelCollisionError, ProgramGraph, build_graph
 from rasp_lab.validation import Problem, ValidationError, validate
-from rasp_lab.value_sets import ValueSets, value_sets
+from rasp_lab.value_sets import ValueSets, WorkLimitError, value_sets
 
 # Names that need jax / haiku / scipy load on first use, so that `import rasp_lab` (and the
 # pytest plugin rasp_lab.testing.plugin, loaded by every pytest run where rasp_lab is
@@ -19,6 +19,8 @@ _LAZY = {
     "compile": "rasp_lab.compiling",
     "compile_rasp_to_model": "rasp_lab.compiling",
     "ModelFileError": "rasp_lab.export",
+    "certify": "rasp_lab.certificate",
+    "CertificateWarning": "rasp_lab.certificate",
     "load": "rasp_lab.export",
 }
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from rasp_lab.compiler.model import CompiledModel, DecodingError
     from rasp_lab.compiler.selector_tables import CompileError
     from rasp_lab.compiling import compile, compile_rasp_to_model
+    from rasp_lab.certificate import CertificateWarning, certify
     from rasp_lab.export import ModelFileError, load
 
 
@@ -50,6 +53,8 @@ __all__ = [
     "CompileError",
     "DecodingError",
     "load",
+    "certify",
+    "CertificateWarning",
     "ModelFileError",
     "evaluate",
     "trace",
@@ -59,6 +64,7 @@ __all__ = [
     "LabelCollisionError",
     "value_sets",
     "ValueSets",
+    "WorkLimitError",
     "validate",
     "Problem",
     "ValidationError",

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.artifact import ONE, Direction, HeadBlock, MLPBlock, ResidualLayout, ValueInfo, Weights
+from rasp_lab.artifact import ONE, Direction, HeadBlock, LayerWeights, MLPBlock, ResidualLayout, ValueInfo, Weights
 
 U = 2.0**-24
 """float32's unit roundoff."""
@@ -56,8 +56,9 @@ DEFAULT_TOLERANCE = 1e-4
 MAX_COMBINATIONS = 400_000
 """Input value combinations one block's check may enumerate; beyond it, not certified."""
 
-_AFFINE_WORK = 30_000_000
-"""Multiply-adds above which an MLP's noise is bounded unit by unit (looser, no cancellation)."""
+_F32_EXP_ZERO = 104.0
+"""exp(-x) is exactly 0 in float32 beyond this (it is below half the smallest subnormal,
+1.4e-45, from x = 103.98), whatever the rounding of x within the bound's margin."""
 
 _TIE = 1e-9
 """Relative difference below which two logits of the ideal network count as tied."""
@@ -86,6 +87,9 @@ class Bound:
     total: float | None = None
     """A one-hot's largest sum of errors over its directions at one position (BOS
     included); None: `absolute` times the number of directions."""
+    nonzero: int | None = None
+    """How many of a one-hot's directions can be non-zero at once in float32 (the others
+    are exactly 0); None: all of them."""
 
     def at(self, value: float) -> float:
         return self.absolute + self.relative * abs(value)
@@ -246,12 +250,13 @@ class _Checker:
         if count > MAX_COMBINATIONS:
             raise _NotCertified(f"{what} reads {count} combinations of input values (more than {MAX_COMBINATIONS})")
         column = {d: i for i, d in enumerate(directions)}
-        configs = np.zeros((count + 1, len(directions)))  # [combinations + BOS, inputs]
-        for row, parts in enumerate(itertools.product(*(range(len(g.configs)) for g in groups))):
-            for g, part in zip(groups, parts):
-                for j, d in enumerate(g.directions):
-                    if d in column:
-                        configs[row, column[d]] = g.configs[part, j]
+        configs = np.zeros((1, len(directions)))
+        for g in groups:  # the product, first group slowest; groups own disjoint columns
+            src = [j for j, d in enumerate(g.directions) if d in column]
+            sub = np.zeros((len(g.configs), len(directions)))  # [group configs, inputs]
+            sub[:, [column[g.directions[j]] for j in src]] = g.configs[:, src]
+            configs = (configs[:, None, :] + sub[None, :, :]).reshape(-1, len(directions))
+        configs = np.vstack([configs, np.zeros((1, len(directions)))])  # [combinations + BOS, inputs]
         if self.bos_direction in column:
             configs[count, column[self.bos_direction]] = 1.0
         errors = np.zeros_like(configs)
@@ -269,8 +274,8 @@ class _Checker:
                 numerical = loc.encoding is rasp.Encoding.NUMERICAL
                 self.bound[label] = Bound(0.0, U if numerical else 0.0, 0.0)  # embedded: float32 rounding of constants
         for layer in self.weights.layers:
-            for head in layer.heads:
-                self._guard(head.label, lambda head=head, layer=layer: self._head(head, layer.head_size))
+            for index, head in enumerate(layer.heads):
+                self._guard(head.label, lambda head=head, layer=layer, index=index: self._head(head, layer, index))
             for mlp in layer.mlps:
                 self._guard(mlp.label, lambda mlp=mlp: self._mlp(mlp))
 
@@ -281,8 +286,9 @@ class _Checker:
             self.problems.append(f"{label}: {err}")
             self.bound[label] = Bound(math.inf)
 
-    def _head(self, head: HeadBlock, head_size: int) -> None:
-        self._bos_with_keys = True
+    def _head(self, head: HeadBlock, layer: LayerWeights, index: int) -> None:
+        head_size = layer.head_size
+        self._bos_with_keys, self._bos_margin, self._bos_size = True, 0.0, 0.0
         margin, delta_ties, table_size = self._margin(head)
         c = head.coldness
         # Logit error from upstream errors: per pair of direction blocks (one-hot: at most
@@ -305,14 +311,28 @@ class _Checker:
         # that are non-zero; an exact block (error 0) has one such direction at a time.
         terms = self._terms(head.query) + self._terms(head.key) + min(head_size, self._terms(head.key)) + 4
         delta_f32 = gamma(terms) * table_size * 1.01
+        exact = self._exact_logits(head, layer, index)
+        if exact:
+            # Every dot product is exact in float32; only the division by sqrt(head_size)
+            # (and its float32 constant) rounds, the same way for equal dots.
+            delta_f32 = gamma(2) * table_size
         delta = c * (delta_in + delta_f32 + delta_ties)
         exponent = c * margin - 2 * delta
         leak = min(1.0, (self.n_pos - 1) * math.exp(-exponent)) if exponent > 0 else 1.0
+        bos_delta = c * (delta_in + gamma(terms) * self._bos_size * 1.01 + delta_ties)
+        bos_exponent = c * self._bos_margin - 2 * bos_delta
+        # float32's exp rounds below its smallest subnormal to exactly 0.
+        if bos_exponent > _F32_EXP_ZERO:
+            bos_leak = 0.0
+        else:
+            bos_leak = min(1.0, (self.n_pos - 1) * math.exp(-bos_exponent)) if bos_exponent > 0 else 1.0
         if leak >= 0.5:
             raise _NotCertified(f"its margin {margin:.3g} (x coldness {c:.3g}) does not survive its input error {delta:.3g}")
         # Attended keys' weights differ by a factor up to exp(2 delta) (and softmax rounding):
         # a weighted mean then moves by at most half that, times the values' spread.
         skew = (math.expm1(2 * delta) + 2 * gamma(self.n_pos + EXP_ULPS + 2)) / 2
+        if exact:
+            skew = 0.0  # attended keys' logits are equal bit for bit: so are their weights
         # Exact values the head averages, per output direction: [configs, outputs].
         configs, _ = self._combinations(head.value, f"head {head.label}'s value")
         values = configs @ head.w_ov  # [configs, outputs]; the last row is BOS's
@@ -341,7 +361,9 @@ class _Checker:
         absolute = absolute + np.where(same_sign, (f32 + value_rel) * leak * big, (f32 + value_rel) * big)
         # At BOS the query attends BOS alone: no unequal weights, only the leak.
         value_bos = np.array([self._error(d).at_bos for d in head.value]) @ w_ov
-        at_bos = value_bos + leak * spread + (f32 + value_rel) * (leak * big + value_bos)
+        at_bos = value_bos + bos_leak * spread + (f32 + value_rel) * (bos_leak * big + value_bos)
+        # A token query that attends BOS (the default) reads BOS's value and its error.
+        absolute = np.maximum(absolute, value_bos + leak * spread + f32 * (leak * big + value_bos))
         # A one-hot output's errors summed over its directions: the values' own (each
         # output reads its own value direction), the leaked weight twice (taken from the
         # attended value, given to others), and rounding of what the head writes.
@@ -361,6 +383,43 @@ class _Checker:
         else:
             self.bound[head.label] = bound
 
+    def _exact_logits(self, head: HeadBlock, layer: LayerWeights, index: int) -> bool:
+        """Whether float32 computes every logit's dot product exactly (so keys whose
+        logits tie in the table tie bit for bit): the head reads only exact one-hots, and
+        its W_Q and W_K are float32 numbers on a grid fine and small enough that no sum
+        they make needs rounding (see _on_grid)."""
+        if not all(self._is_exact(d) for d in (*head.query, *head.key)):
+            return False
+        rows_q = _blocks(head.query, self._owner)
+        rows_k = _blocks(head.key, self._owner)
+        index_of = self.layout.index
+        reach = []
+        for side, rows, directions in ((layer.w_q, rows_q, head.query), (layer.w_k, rows_k, head.key)):
+            w = side[:, index, :]  # [d_model, head_size]
+            if not np.array_equal(w.astype(np.float32).astype(np.float64), w):
+                return False
+            # One direction per block is on: a column's largest |sum| is the blocks' largest
+            # entries added up.
+            largest = np.zeros(w.shape[1])
+            for idx in rows.values():
+                largest += np.abs(w[[index_of[directions[i]] for i in idx], :]).max(axis=0)
+            grid = _grid(w)
+            if grid is None or not _fits(largest, grid):
+                return False
+            reach.append((largest, grid))
+        (q_size, q_grid), (k_size, k_grid) = reach
+        return _fits(np.array([float(q_size @ k_size)]), q_grid + k_grid)
+
+    def _is_exact(self, d: Direction) -> bool:
+        """A direction whose value is exactly its ideal one everywhere (0 or 1 for a one-hot)."""
+        owner = self._owner(d)
+        if owner == ONE or owner == self.bos_direction:
+            return True
+        b = self._error(d)
+        return b.absolute == 0 and b.at_bos == 0 and b.relative == 0 and (
+            not isinstance(owner, str) or self.layout.sops[owner].encoding is rasp.Encoding.CATEGORICAL
+        )
+
     def _value_error(self, d: Direction, values: np.ndarray) -> tuple[float, float]:
         """(absolute, relative) error of one value direction over its token-position values."""
         b = self._error(d)
@@ -374,7 +433,10 @@ class _Checker:
         total = 0
         for owner, idx in _blocks(directions, self._owner).items():
             b = self._error(directions[idx[0]])
-            total += 1 if b.absolute == 0 and b.at_bos == 0 else len(idx)
+            if b.absolute == 0 and b.at_bos == 0:
+                total += 1
+            else:
+                total += len(idx) if b.nonzero is None else min(len(idx), max(1, b.nonzero))
         return total
 
     def _block_error(self, owner: Any, directions: Sequence[Direction], idx: list[int]) -> tuple[float, float]:
@@ -427,11 +489,14 @@ class _Checker:
         bos_at_top = bos_logit >= top - _TIE * scale
         next_key = np.where(keys_at_top, key_top - key_gap, key_top)
         next_bos = np.where(bos_at_top, -np.inf, bos_logit)
-        gaps = top - np.maximum(next_key, next_bos)
-        margin = float(gaps.min())
-        if not margin > 0:
+        gaps = top - np.maximum(next_key, next_bos)  # [queries]; the last is the BOS query
+        margin = float(gaps[:-1].min(initial=np.inf))
+        self._bos_margin = float(gaps[-1])
+        if not (margin > 0 and self._bos_margin > 0):
             raise _NotCertified("its logits leave no margin between the attended keys and the others")
-        largest = float(np.max(np.maximum(size, key_size), initial=0.0))
+        sizes = np.maximum(size, key_size)  # [queries]; the BOS query's apart
+        largest = float(np.max(sizes[:-1], initial=0.0))
+        self._bos_size = float(sizes[-1]) if len(sizes) else 0.0
         self._bos_with_keys = bool(np.any(keys_at_top & bos_at_top & (key_top > -np.inf)))
         return margin, _TIE * scale * (len(owners) + 1), largest
 
@@ -450,17 +515,12 @@ class _Checker:
         hidden = np.maximum(pre, 0.0)
         out = hidden @ w_out  # [n, outputs], the ideal outputs
         # Surely-on units pass input noise linearly, so paired units' noise cancels.
-        total = np.zeros_like(out)
-        noisy = np.flatnonzero(errors.max(axis=0) > 0)  # inputs that carry any error
-        if len(noisy) * w_in.shape[1] * w_out.shape[1] * len(configs) <= _AFFINE_WORK:
-            for start in range(0, len(configs), 256):
-                sl = slice(start, start + 256)
-                through = np.einsum("ij,cj,jk->cik", w_in[noisy], on[sl].astype(float), w_out)  # [c, noisy inputs, outputs]
-                total[sl] = np.einsum("ci,cik->ck", errors[sl][:, noisy], np.abs(through))
-        else:  # too big to keep the cancellation: each surely-on unit passes its noise on
-            total += (on * noise) @ np.abs(w_out)
-        total += (on * f32_pre + straddle * radius) @ np.abs(w_out)
-        total += gamma_array(k_out + 2)[None, :] * ((hidden + radius * ~off) @ np.abs(w_out))
+        if not errors.any() and _exact_mlp(configs, mlp, hidden):
+            total = np.zeros_like(out)  # float32 computes it exactly: the ideal outputs
+        else:
+            total = _linear_noise(mlp, on, errors)
+            total += (on * f32_pre + straddle * radius) @ np.abs(w_out)
+            total += gamma_array(k_out + 2)[None, :] * ((hidden + radius * ~off) @ np.abs(w_out))
         loc = self.layout.sops.get(mlp.label)
         if loc is None:
             raise _NotCertified("writes no SOp of the layout")
@@ -473,8 +533,12 @@ class _Checker:
             if bad_rows:
                 raise _NotCertified("its ideal output sets two values at once")
             err = total + np.abs(out - ideal)  # [configs, directions]; the last row is BOS
+            # A direction whose ideal value is 0 and whose bound is 0 is exactly 0 (its units
+            # are surely off, and sums of exact zeros are exact).
+            nonzero = int(np.count_nonzero((np.abs(out) > 0) | (err > 0), axis=1).max(initial=0))
             self.bound[mlp.label] = Bound(
-                float(err[:-1].max(initial=0.0)), 0.0, float(err[-1].max(initial=0.0)), float(err.sum(axis=1).max(initial=0.0))
+                float(err[:-1].max(initial=0.0)), 0.0, float(err[-1].max(initial=0.0)),
+                float(err.sum(axis=1).max(initial=0.0)), nonzero,
             )
         else:
             fitted = _fit(out[:-1, 0], total[:-1, 0])
@@ -512,6 +576,72 @@ class _NotCertified(Exception):
 def gamma_array(k: np.ndarray) -> np.ndarray:
     k = np.asarray(k, dtype=float)
     return k * U / (1 - k * U)
+
+
+_MAX_GRID = 60
+
+
+def _grid(values: np.ndarray) -> int | None:
+    """The smallest m with every value an integer multiple of 2^-m (None: none up to 60)."""
+    v = np.unique(np.abs(values[values != 0]))
+    for m in range(_MAX_GRID + 1):
+        scaled = v * 2.0**m
+        if np.all(scaled == np.round(scaled)):
+            return m
+    return None
+
+
+def _fits(sizes: np.ndarray, grid: int) -> bool:
+    """Whether sums of multiples of 2^-grid up to `sizes` in size stay exact in float32: every
+    partial sum is such a multiple below 2^24 * 2^-grid, which float32 holds exactly."""
+    return bool(np.all(np.asarray(sizes) * 2.0**grid < 2.0**24))
+
+
+def _exact_mlp(configs: np.ndarray, mlp: MLPBlock, hidden: np.ndarray) -> bool:
+    """Whether float32 computes this MLP exactly on these exact inputs: float32 weights, and
+    every product and partial sum on a grid float32 holds (see _fits)."""
+    for w in (mlp.w_in, mlp.w_out):
+        if not np.array_equal(w.astype(np.float32).astype(np.float64), w):
+            return False
+    for x, w in ((configs, mlp.w_in), (hidden, mlp.w_out)):
+        if not np.array_equal(x.astype(np.float32).astype(np.float64), x):
+            return False
+        gx, gw = _grid(x), _grid(w)
+        if gx is None or gw is None or not _fits(np.abs(x) @ np.abs(w), gx + gw):
+            return False
+    return True
+
+
+def _linear_noise(mlp: MLPBlock, on: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """[configs, outputs]: how far input errors move each output through the surely-on
+    units, keeping their cancellation: units that read the inputs with the same weights
+    (the two units of a clamp or a step; their biases differ) move together, so per output
+    their weights add before taking the size. Groups are of (input weights, output) pairs:
+    sum over groups of |sum of on units' output weights| * (errors @ |input weights|)."""
+    w_in, w_out = mlp.w_in, mlp.w_out  # [inputs, hidden], [hidden, outputs]
+    reads = np.array([d != ONE for d in mlp.inputs])
+    units, outputs = np.nonzero(w_out)  # one edge per (unit, output) weight
+    if not len(units):
+        return np.zeros((len(on), w_out.shape[1]))
+    keys: dict[tuple[bytes, int], int] = {}
+    group = np.empty(len(units), dtype=int)
+    first_unit: list[int] = []
+    group_output: list[int] = []
+    for e, (j, k) in enumerate(zip(units, outputs)):
+        key = (np.ascontiguousarray(w_in[reads, j]).tobytes(), int(k))
+        if key not in keys:
+            keys[key] = len(first_unit)
+            first_unit.append(int(j))
+            group_output.append(int(k))
+        group[e] = keys[key]
+    n_groups = len(first_unit)
+    member = np.zeros((len(units), n_groups))  # [edges, groups]
+    member[np.arange(len(units)), group] = w_out[units, outputs]
+    coefficient = on[:, units].astype(float) @ member  # [configs, groups]
+    noise = errors[:, reads] @ np.abs(w_in[np.ix_(reads, first_unit)])  # [configs, groups]
+    scatter = np.zeros((n_groups, w_out.shape[1]))  # [groups, outputs]
+    scatter[np.arange(n_groups), group_output] = 1.0
+    return (np.abs(coefficient) * noise) @ scatter
 
 
 def _blocks(directions: Sequence[Direction], owner) -> dict[str, list[int]]:

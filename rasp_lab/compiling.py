@@ -45,6 +45,7 @@ def compile_rasp_to_model(
     leak: float = DEFAULT_LEAK,
     selector_strategy: str | Mapping[str, str] = "auto",
     tolerance: float = DEFAULT_TOLERANCE,
+    work_limit: int | None = None,
 ) -> CompiledModel:
     """Compile `program` into a transformer that agrees with `rasp.evaluate` on every input
     over `vocab` of length 1..max_seq_len (Tracr's signature; `mlp_exactness` is accepted
@@ -58,22 +59,24 @@ def compile_rasp_to_model(
     value v, a categorical one decoded with a margin. The compiler lowers the heads' leak
     while that tightens the bound; a model whose sound bound stays looser than the
     tolerance is returned with a CertificateWarning, and `model.certificate.exact` False.
+    `work_limit` bounds the value-set inference (rasp_lab.value_sets.WORK_LIMIT by default):
+    above it, WorkLimitError says how much work it would be before starting.
     """
     del mlp_exactness
     if not isinstance(program, rasp.SOp):
         raise TypeError(f"compile takes an SOp (the program's output), got {type(program).__name__} {program!r}")
     if not (isinstance(leak, float | int) and 0 < leak < 1):
         raise ValueError(f"leak must be a bound strictly between 0 and 1, got {leak!r}")
-    sets = value_sets(program, vocab, max_seq_len)
+    sets = value_sets(program, vocab, max_seq_len, work_limit=work_limit)
     errors = [p for p in check(program, sets, causal=causal, budget=COMPILE_SEARCH_BUDGET) if p.severity == "error"]
     if errors:
         raise ValidationError(errors)
     discretisers = plan_discretisers(program, sets)
-    if discretisers.splits:
-        sets = value_sets(discretisers.program, vocab, max_seq_len)
+    if discretisers.program is not program:
+        sets = value_sets(discretisers.program, vocab, max_seq_len, work_limit=work_limit)
     plans = plan_selectors(discretisers.program, sets, selector_strategy)
     if plans.program is not discretisers.program or plans.extra:
-        sets = value_sets(plans.program, vocab, max_seq_len, extra=plans.extra)
+        sets = value_sets(plans.program, vocab, max_seq_len, extra=plans.extra, work_limit=work_limit)
     graph = sets.graph
     target = float(leak)
     best: CompiledModel | None = None
@@ -124,6 +127,7 @@ def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
     leak: float = DEFAULT_LEAK,
     selector_strategy: str | Mapping[str, str] = "auto",
     tolerance: float = DEFAULT_TOLERANCE,
+    work_limit: int | None = None,
 ) -> CompiledModel:
     """Compile `program`; see compile_rasp_to_model."""
     return compile_rasp_to_model(
@@ -136,4 +140,5 @@ def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
         leak=leak,
         selector_strategy=selector_strategy,
         tolerance=tolerance,
+        work_limit=work_limit,
     )

@@ -19,13 +19,6 @@ import rasp_lab
 from rasp_lab import rasp
 from rasp_lab.certificate import Bound, CertificateWarning, certify
 
-# Zoo programs whose sound bound is still looser than the tolerance (see docs/certificate.md).
-NOT_YET_CERTIFIED = {
-    "sort_freq", "count_less_freq", "paper_double_hist", "paper_sort_by_most_freq",
-    "paper_dyck2", "paper_dyck3", "count_distinct", "dedup",
-}
-
-
 def _inputs(vocab, n, limit=600):
     tokens = sorted(vocab, key=repr)
     out = []
@@ -55,12 +48,9 @@ def test_zoo_certificate(name):
     z = registry.get(name)
     n = min(z.max_seq_len, 5)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CertificateWarning)
+        warnings.simplefilter("error", CertificateWarning)  # every zoo program is certified
         model = rasp_lab.compile(z.build(n), z.vocab, n, causal=z.causal)
     cert = model.certificate
-    if name in NOT_YET_CERTIFIED:
-        assert not cert.exact
-        return
     assert cert.exact, cert.describe()
     inputs = [xs for xs in _inputs(z.vocab, n) if z.precondition is None or z.precondition(xs)]
     batch_ids = model.encode_batch(inputs)

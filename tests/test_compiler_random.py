@@ -9,6 +9,8 @@ only when compiling raises ValidationError, and then `validate` must report an e
 too. (The compiler's own check searches fewer inputs than `validate`: a program whose only
 problem lies beyond that search compiles, and is compared on the inputs where the evaluator
 is defined.) The regressions at the end are minimal reproductions of what this found.
+Inputs run as one padded batch and, a few, as single rows; where the model is certified, a
+numerical output's error must stay within its certified bound.
 """
 
 from __future__ import annotations
@@ -81,13 +83,21 @@ def check_against_evaluator(program: rasp.SOp, max_seq_len: int, inputs: list[li
             continue  # undefined here (e.g. a categorical Aggregate whose values disagree)
         runnable.append(xs)
         expected.append(out)
-    got = model.run_batch(runnable)
-    for xs, g, e in zip(runnable, got, expected, strict=True):
+    batch = model.run_batch(runnable)
+    singles = [model.run(xs) for xs in runnable[:3]]  # one row at a time: another float32 order
+    certificate = model.certificate
+    numerical = model.output_location.encoding is rasp.Encoding.NUMERICAL
+    for xs, g, e in [*zip(runnable, batch, expected, strict=True), *zip(runnable, singles, expected)]:
         assert len(g) == len(e), (xs, g, e)
         assert all(same_value(a, b) for a, b in zip(g, e, strict=True)), (
             f"program {program.label} (max_seq_len={max_seq_len}, causal={causal}) on {xs}: "
             f"compiled {g}, evaluated {e}"
         )
+        if certificate.exact and numerical:
+            bound = certificate.bound(model.output_location.label)
+            for a, b in zip(g, e, strict=True):
+                if b is not None:
+                    assert abs(a - b) <= bound.at(b) + 1e-12, (program.label, xs, a, b, str(bound))
 
 
 @SETTINGS

@@ -272,8 +272,10 @@ def test_a_broken_head_is_named(shifted_model):
 
     message = failure(corrupted(shifted_model, "transformer/layer_1/attn/linear", halve))
     assert "input: [0, 0]" in message  # length 1 has nothing to copy; the first length-2 input fails
-    assert "position 1" in message and "got <no single value>" in message
+    # The halved one-hot (0.5) reads as "off" in the lookup after it (ReLU(2 x - 1) = 0).
+    assert "position 1 (0-based, BOS not counted): expected 2, got None" in message
     assert "first departure from the evaluator: head 'prev' in layer 1, head 0" in message
+    assert "holds <no single value> (block {'prev:1': 0.5})" in message
     assert "SOp 'prev' (categorical) at position 1: evaluator 1" in message
 
 

@@ -8,6 +8,7 @@ so a head's real logit gap is exactly coldness * margin.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -38,9 +39,32 @@ def _selector_matrix(layout: ResidualLayout, directions) -> np.ndarray:
     return out
 
 
+SCALE_QUANTUM = 1 / 64
+"""W_Q's factor coldness * sqrt(head_size) is rounded up to a multiple of this. With the
+tables' small dyadic entries every W_Q entry is then exact in float32, and so is every
+logit's dot product on clean one-hots: keys that tie in the table tie bit for bit in the
+model, and a head averages them with exactly equal weights (rasp_lab/certificate.py)."""
+
+
+def _dyadic_coldness(head: HeadBlock, head_size: int) -> HeadBlock:
+    """The head with its coldness raised (by < 1/64 / sqrt(head_size)) so that
+    coldness * sqrt(head_size) is a multiple of SCALE_QUANTUM; a colder head leaks less."""
+    scale = math.ceil(head.coldness * math.sqrt(head_size) / SCALE_QUANTUM) * SCALE_QUANTUM
+    coldness = max(head.coldness, scale / math.sqrt(head_size))
+    # leak_bound = n * exp(-coldness * margin): the same n, a colder head.
+    leak_bound = head.leak_bound * math.exp(-(coldness - head.coldness) * head.margin)
+    return dataclasses.replace(head, coldness=coldness, leak_bound=leak_bound)
+
+
+def _scale(head: HeadBlock, head_size: int) -> float:
+    """coldness * sqrt(head_size), on the SCALE_QUANTUM grid (exact, whatever float64 did
+    to coldness = scale / sqrt(head_size))."""
+    return round(head.coldness * math.sqrt(head_size) / SCALE_QUANTUM) * SCALE_QUANTUM
+
+
 def _head_matrices(layout: ResidualLayout, head: HeadBlock, head_size: int) -> tuple[np.ndarray, ...]:
     """W_Q, W_K, W_V [d_model, head_size] and W_O [head_size, d_model] for one head."""
-    scale = head.coldness * math.sqrt(head_size)
+    scale = _scale(head, head_size)
     e_q, e_k = _selector_matrix(layout, head.query), _selector_matrix(layout, head.key)
     if len(head.key) <= len(head.query):
         w_q, w_k = e_q @ head.w_qk * scale, e_k  # [d, |key|] each
@@ -65,6 +89,7 @@ def _pad_rows(m: np.ndarray, size: int) -> np.ndarray:
 def _layer(layout: ResidualLayout, heads: list[HeadBlock], mlps: list[MLPBlock]) -> LayerWeights:
     d = layout.width
     head_size = max([1] + [max(h.key_size, h.value_size) for h in heads])
+    heads = [_dyadic_coldness(h, head_size) for h in heads]
     per_head = [_head_matrices(layout, h, head_size) for h in heads]
     if per_head:
         w_q, w_k, w_v = (np.stack([m[i] for m in per_head], axis=1) for i in range(3))  # [d, H, hs]

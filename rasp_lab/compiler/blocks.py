@@ -35,6 +35,12 @@ from rasp_lab.value_sets import ValueSets
 
 BOS_DIRECTION_NAME = "tokens"
 
+BOS_QUERY_MARGIN = 8.0
+"""How many margins BOS beats every other key by at the BOS query. There the weight left
+for other keys is exp(-8 ln(n / leak)), below float32's smallest number, so it rounds to
+exactly 0: every head writes exactly 0 at BOS, every MLP reads exact zeros there and stays
+silent, and nothing at BOS carries error into the heads that read it as their default."""
+
 
 NOISY_ONE_HOT = 1e-7
 """A numerical Map reads a categorical SOp through clamps (exact) rather than linearly when
@@ -132,6 +138,7 @@ class _Builder:
         self.bos_dir = Direction(BOS_DIRECTION_NAME, bos, internal=True)
         self.nodes: dict[str, NodeBlock] = {}
         self.scratch: list[Direction] = []
+        self.averaging_reads = _averaging_reads(graph, plans)
 
     # ------------------------------------------------------------------ helpers
 
@@ -260,7 +267,8 @@ class _Builder:
             if rasp.is_numerical(expr.inner):
                 return self._numerical_map(label, expr, encoding)
             noisy = self.node(expr.inner.label).error * self._largest_output(expr) > NOISY_ONE_HOT
-            if label in self.discretisers.splits or (encoding is rasp.Encoding.NUMERICAL and noisy):
+            clean = label in self.averaging_reads and self.node(expr.inner.label).error > 0
+            if label in self.discretisers.splits or clean or (encoding is rasp.Encoding.NUMERICAL and noisy):
                 return self._clamped_read(label, expr, encoding)
             return self._categorical_map(label, expr, encoding)
         if isinstance(expr, rasp.Aggregate):
@@ -319,10 +327,13 @@ class _Builder:
                 continue  # the value is not reachable through this Map (validate reports it)
             entry = self._output_entry(outputs, encoding, out)
             if entry:
-                w_in.append({direction: 1.0})
+                # ReLU(2 x - 1): 1 where the value is on; where it is off the unit sits at -1,
+                # so noise on the one-hot never reaches the other outputs (a unit at 0 would
+                # pass it on).
+                w_in.append({direction: 2.0, ONE: -1.0})
                 w_out.append(entry)
         mlp = self._finish_mlp(label, "categorical_map", list(inner.directions), outputs, w_in, w_out, tolerance=0.25)
-        error = inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
+        error = 2 * inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
         return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), error)
 
     def _largest_output(self, expr: rasp.Map) -> float:
@@ -370,21 +381,35 @@ class _Builder:
             pairs = [((d,), (d.value, d.value)) for d in fst.directions]
         else:
             pairs = [((a, b), (a.value, b.value)) for a in fst.directions for b in snd.directions]
+        # Clean (two clamping units per pair, exact while each input is within 1/8 of 0 or 1)
+        # where a head that averages reads this SOp and its inputs carry error: such a head
+        # multiplies a one-hot's error by its coldness in every logit.
+        clean = label in self.averaging_reads and (fst.error > 0 or snd.error > 0) and encoding is rasp.Encoding.CATEGORICAL
         for dirs, args in pairs:
             try:
                 out = expr.f(*args)
             except Exception:
                 continue
             entry = self._output_entry(outputs, encoding, out)
-            if entry:
-                col = {d: 1.0 for d in dirs}
-                if len(dirs) == 2:
-                    col[ONE] = -1.0  # fires only when both one-hots are on
-                w_in.append(col)
+            if not entry:
+                continue
+            # 2 * (sum of the one-hots) is 2k when all k are on, at most 2k - 2 otherwise.
+            top = 2.0 * len(dirs)
+            if clean:
+                w_in += [{**{d: 2.0 for d in dirs}, ONE: 1.5 - top}, {**{d: 2.0 for d in dirs}, ONE: 0.5 - top}]
+                w_out += [entry, {d: -v for d, v in entry.items()}]
+            else:
+                # ReLU(2 x_a + 2 x_b - 3): 1 when both one-hots are on, -1 or less otherwise,
+                # so noise never reaches the outputs of pairs that are off.
+                w_in.append({**{d: 2.0 for d in dirs}, ONE: 1.0 - top})
                 w_out.append(entry)
-        mlp = self._finish_mlp(label, "sequence_map", [*fst.directions, *snd.directions], outputs, w_in, w_out, tolerance=0.25)
+        kind = "clean_sequence_map" if clean else "sequence_map"
+        tolerance = 1 / 8 if clean else 0.25
+        mlp = self._finish_mlp(label, kind, [*fst.directions, *snd.directions], outputs, w_in, w_out, tolerance=tolerance)
+        if clean and max(fst.error, snd.error) >= tolerance:
+            raise NeedsPrecision(label, max(fst.error, snd.error), tolerance)
         scale = max([1.0] + [abs(v) for row in w_out for v in row.values()])
-        error = 2 * (fst.error + snd.error) * scale
+        error = 0.0 if clean else 2 * (fst.error + snd.error) * scale  # each active unit doubles its inputs' error
         return NodeBlock(label, encoding, outputs, None, mlp, tuple(dict.fromkeys([fst.label, snd.label])), error)
 
     def _linear(self, label: str, expr: rasp.LinearSequenceMap) -> NodeBlock:
@@ -494,8 +519,9 @@ class _Builder:
                 if fq is not None:
                     add(fq, bos, vec[a])
         add(one, bos, w.bos_const)
-        # The BOS query has no ONE, so every other key scores 0 there: BOS wins by the margin.
-        add(bos, bos, w.margin)
+        # The BOS query has no ONE, so every other key scores 0 there: BOS wins by
+        # BOS_QUERY_MARGIN margins, so the BOS position holds exactly 0 (see the constant).
+        add(bos, bos, BOS_QUERY_MARGIN * w.margin)
         reads = list(dict.fromkeys([*plan.query_sops, *plan.key_sops]))
         return query, key, entries, reads
 
@@ -551,7 +577,7 @@ class _Builder:
         token but 0 on BOS: the result w/(w+1) decodes to the width w. The BOS query attends
         only BOS and reads 0, so the decoder stays silent there."""
         if selector is None:  # `length`: every key, BOS included, has the same logit
-            entries = {(ONE, ONE): 1.0, (ONE, self.bos_dir): 1.0, (self.bos_dir, self.bos_dir): 1.0}
+            entries = {(ONE, ONE): 1.0, (ONE, self.bos_dir): 1.0, (self.bos_dir, self.bos_dir): BOS_QUERY_MARGIN}
             query, key, reads = [], [ONE], []
             selector_label, strategy = "length", "length"
         else:
@@ -582,3 +608,14 @@ class _Builder:
             label, "selector_width", scratch, [(share, w) for share, w in zip(shares, widths)], outputs, encoding
         )
         return NodeBlock(label, encoding, outputs, head, mlp, tuple(dict.fromkeys(reads)), mlp.rounding)
+
+
+def _averaging_reads(graph: ProgramGraph, plans: SelectorPlans) -> frozenset[str]:
+    """SOps read by the query or key side of a head that averages (a numerical Aggregate or
+    a SelectorWidth): their error moves the attended keys' weights apart."""
+    out: set[str] = set()
+    for consumer, plan in plans.heads.items():
+        expr = graph.nodes.get(consumer)
+        if isinstance(expr, rasp.SelectorWidth) or (isinstance(expr, rasp.Aggregate) and rasp.is_numerical(expr)):
+            out.update(plan.query_sops, plan.key_sops)
+    return frozenset(out)

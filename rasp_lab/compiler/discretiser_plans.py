@@ -90,7 +90,11 @@ def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
     keyed = {sop.label for node in nodes if isinstance(node, rasp.Select) for sop in (node.keys, node.queries)}
     splits: dict[str, SplitPlan] = {}
 
+    averaged = _read_by_averaging_heads(nodes)
+
     def replace(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
+        if isinstance(node, rasp.SelectorWidth) and not rasp.is_numerical(node) and node.label in averaged:
+            return _clean_width(node, children, labels)
         if not (isinstance(node, rasp.Map) and rasp.is_numerical(node.inner)):
             return None
         plan = _split_plan(node, sets, labels, keyed)
@@ -104,6 +108,36 @@ def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
 
     rewritten = rewrite(program, replace)
     return DiscretiserPlans(program=rewritten, splits=splits)
+
+
+def _read_by_averaging_heads(nodes: list[rasp.RASPExpr]) -> set[str]:
+    """Labels of the SOps a numerical Aggregate's or a SelectorWidth's selector reads."""
+    out: set[str] = set()
+    for node in nodes:
+        if isinstance(node, rasp.SelectorWidth) or (isinstance(node, rasp.Aggregate) and rasp.is_numerical(node)):
+            stack = [node.selector]
+            while stack:
+                selector = stack.pop()
+                if isinstance(selector, rasp.Select):
+                    out.update((selector.keys.label, selector.queries.label))
+                else:
+                    stack.extend(c for c in selector.children if isinstance(c, rasp.Selector))
+    return out
+
+
+def _clean_width(node: rasp.SelectorWidth, children: tuple, labels: set[str]) -> rasp.SOp:
+    """A categorical SelectorWidth that a head which averages reads, as its decoder's
+    one-hot ("<label>_raw") then a clamped clean-up under the original label: the decoder's
+    float32 noise, multiplied by that head's coldness in every logit, would unbalance the
+    attended keys' weights; the clean-up writes an exact one-hot."""
+    raw_label = f"{node.label}_raw"
+    while raw_label in labels:
+        raw_label += "_"
+    labels.add(raw_label)
+    raw = rasp.categorical(rasp.SelectorWidth(children[0])).named(raw_label)
+    annotations = dict(node._annotations)
+    annotations["name"] = node.label
+    return rasp.annotate(rasp.Map(_Value(), raw, simplify=False), **annotations)  # type: ignore[return-value]
 
 
 def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str], keyed: set[str]) -> SplitPlan | None:

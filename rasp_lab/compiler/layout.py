@@ -19,10 +19,13 @@ __all__ = ["residual_layout", "ResidualLayout", "SOpLocation"]
 
 def residual_layout(plan: BlockPlan, layers: LayerAllocation) -> ResidualLayout:
     ordered: list[Direction] = [ONE, plan.bos_direction]
+    seen = set(ordered)
     spans: dict[str, tuple[int, int]] = {}
     for label, node in plan.nodes.items():
         start = len(ordered)
-        ordered += [d for d in node.directions if d not in ordered]
+        fresh = [d for d in node.directions if d not in seen]
+        ordered += fresh
+        seen.update(fresh)
         spans[label] = (start, len(ordered))
     ordered += list(plan.scratch)
     index = {d: i for i, d in enumerate(ordered)}

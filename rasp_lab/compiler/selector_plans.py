@@ -24,7 +24,7 @@ from typing import Any
 
 from rasp_lab import rasp
 from rasp_lab.compiler.basis import sort_values
-from rasp_lab.compiler.rewrite import rewrite
+from rasp_lab.compiler.rewrite import rebuild, rewrite
 from rasp_lab.compiler.selector_tables import CompileError, conjunct_pairs
 from rasp_lab.evaluator import topological
 from rasp_lab.selectors import (
@@ -34,6 +34,7 @@ from rasp_lab.selectors import (
     analyze,
     conjunction_weights,
     involved_sops,
+    shallow_equivalent,
 )
 from rasp_lab.value_sets import ValueSets, value_sets
 
@@ -136,6 +137,7 @@ def plan_selectors(
 ) -> SelectorPlans:
     """Plan a head for every Aggregate and SelectorWidth of `program`."""
     _check_strategy(strategy)
+    program = rewrite(program, _shallow_selectors)
     program = _rewrite_multi_head(program, sets, strategy)
     if program is not sets.graph.output:
         sets = value_sets(program, sets.vocab, sets.max_seq_len)
@@ -145,6 +147,17 @@ def plan_selectors(
         if isinstance(node, (rasp.Aggregate, rasp.SelectorWidth)):
             heads[node.label] = _plan_head(node, sets, _forced(strategy, node.selector.label), products)
     return SelectorPlans(program=program, extra=tuple(products.values()), heads=heads)
+
+
+def _shallow_selectors(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
+    """A head over a selector nested deeper than the planners walk (a 2,000-atom `&` chain)
+    reads the same selection rebalanced (rasp_lab.selectors.shallow_equivalent)."""
+    if not isinstance(node, (rasp.Aggregate, rasp.SelectorWidth)):
+        return None
+    shallow = shallow_equivalent(children[0])
+    if shallow is children[0]:
+        return None
+    return rebuild(node, (shallow, *children[1:]))
 
 
 def _check_strategy(strategy: str | Mapping[str, str]) -> None:

@@ -201,6 +201,11 @@ PREDICATES = st.one_of(
 """Comparisons and custom integer predicates, as `programs()` draws them."""
 
 SMALL_FLOATS = st.sampled_from([-2.5, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0])
+LARGE_FLOATS = st.sampled_from([0.0, 1.0, 2.25, 1000.0, 12345.5, 100000.0])
+"""Values far apart in size: an output of 0 must stay within 1e-4 beside one of 1e5."""
+
+_NAMES = st.sampled_from([None, None, None, None, "one", "w_selector_width_attn_output", "tokens:BOS"])
+"""Mostly structural labels; sometimes names the compiler also uses for its own directions."""
 
 # ------------------------------------------------------------------ knobs
 
@@ -268,12 +273,17 @@ class _Pools:
         self.categorical: list[rasp.SOp] = [rasp.tokens, rasp.indices]
         self.numerical: list[rasp.SOp] = []
         self.nullable: set[str] = set()
+        self.names: set[str] = set()
         self.last: rasp.SOp = rasp.tokens
 
     def never_none(self) -> list[rasp.SOp]:
         return [s for s in self.categorical if s.label not in self.nullable]
 
-    def add(self, sop: rasp.SOp, nullable: bool = False) -> rasp.SOp:
+    def add(self, sop: rasp.SOp, nullable: bool = False, name: str | None = None) -> rasp.SOp:
+        """Add `sop`, named `name` if given and not taken yet in this program."""
+        if name is not None and name not in self.names:
+            self.names.add(name)
+            sop = sop.named(name)
         (self.numerical if rasp.is_numerical(sop) else self.categorical).append(sop)
         if nullable:
             self.nullable.add(sop.label)
@@ -303,8 +313,8 @@ def _select(draw, pool: list[rasp.SOp]) -> rasp.Selector:
 
 def _composed(draw, pools: _Pools, knobs: _Knobs, depth: int = 0, allow_none: bool | None = None) -> rasp.Selector:
     """A Select, or `&` / `|` / `~` of selectors. A selector that reads SOps which can be
-    None compiles only as a conjunction (a head can't see None), so either it reads only
-    never-None SOps, or it uses Selects and `&` alone."""
+    None compiles only as a conjunction, so either it reads only never-None SOps, or it uses
+    Selects, negated Selects (which select the None positions) and `&` alone."""
     if allow_none is None:
         allow_none = draw(st.booleans())
     pool = pools.categorical if allow_none else pools.never_none()
@@ -313,9 +323,13 @@ def _composed(draw, pools: _Pools, knobs: _Knobs, depth: int = 0, allow_none: bo
     if not allow_none:
         kinds += ["or"] if "|" in knobs.kinds else []
         kinds += ["not"] if "~" in knobs.kinds else []
+    if allow_none and "~" in knobs.kinds:
+        kinds += ["not_select"]  # ~ of one atom stays a conjunction: it selects None keys
     kind = draw(st.sampled_from(kinds)) if depth < knobs.depth and len(kinds) > 2 else "select"
     if kind == "select":
         return _select(draw, pool)
+    if kind == "not_select":
+        return ~_select(draw, pool)
     if kind == "and":
         return _composed(draw, pools, knobs, depth + 1, allow_none) & _composed(draw, pools, knobs, depth + 1, allow_none)
     if kind == "or":
@@ -368,7 +382,7 @@ def _step(draw, op: str, pools: _Pools, knobs: _Knobs) -> None:
         fst, snd = _pick(draw, cat), _pick(draw, cat)
         pools.add(rasp.SequenceMap(f, fst, snd), nullable=bool({fst.label, snd.label} & pools.nullable))
     elif op == "width":
-        pools.add(rasp.SelectorWidth(_composed(draw, pools, knobs)))
+        pools.add(rasp.SelectorWidth(_composed(draw, pools, knobs)), name=draw(_NAMES))
     elif op == "num_width":
         pools.add(rasp.numerical(rasp.SelectorWidth(_composed(draw, pools, knobs))))
     elif op == "agg":
@@ -378,17 +392,18 @@ def _step(draw, op: str, pools: _Pools, knobs: _Knobs) -> None:
         f = draw(
             st.one_of(
                 st.builds(Table, st.lists(SMALL_FLOATS, min_size=1, max_size=4).map(tuple)),
+                st.builds(Table, st.lists(LARGE_FLOATS, min_size=1, max_size=4).map(tuple)),
                 st.builds(Scale, st.integers(-2, 2)),
                 st.builds(Threshold, st.integers(0, 3)),
             )
         )
-        pools.add(rasp.numerical(rasp.Map(f, _pick(draw, pools.never_none()))))
+        pools.add(rasp.numerical(rasp.Map(f, _pick(draw, pools.never_none()))), name=draw(_NAMES))
     elif op == "num_agg":
         if not pools.numerical:
             flag = rasp.numerical(rasp.Map(Threshold(draw(st.integers(0, 2))), _pick(draw, pools.never_none())))
             pools.add(flag)
         source = _pick(draw, pools.numerical)
-        pools.add(rasp.numerical(rasp.Aggregate(_composed(draw, pools, knobs), source, default=0)))
+        pools.add(rasp.numerical(rasp.Aggregate(_composed(draw, pools, knobs), source, default=0)), name=draw(_NAMES))
     elif op == "num_num_map":
         f = draw(
             st.one_of(
