@@ -46,6 +46,7 @@ def compile_rasp_to_model(
     selector_strategy: str | Mapping[str, str] = "auto",
     tolerance: float = DEFAULT_TOLERANCE,
     work_limit: int | None = None,
+    require_exact: bool = True,
 ) -> CompiledModel:
     """Compile `program` into a transformer that agrees with `rasp.evaluate` on every input
     over `vocab` of length 1..max_seq_len (Tracr's signature; `mlp_exactness` is accepted
@@ -57,8 +58,9 @@ def compile_rasp_to_model(
     heads (see rasp_lab/compiler/selector_plans.py). Every model is certified
     (rasp_lab.certificate): a numerical output within `tolerance * max(1, |v|)` of each
     value v, a categorical one decoded with a margin. The compiler lowers the heads' leak
-    while that tightens the bound; a model whose sound bound stays looser than the
-    tolerance is returned with a CertificateWarning, and `model.certificate.exact` False.
+    while that tightens the bound; if the sound bound still misses the tolerance it raises
+    CompileError naming the output and the numbers, or, with `require_exact=False`, returns
+    the model with a CertificateWarning (and `model.certificate.exact` False).
     `work_limit` bounds the value-set inference (rasp_lab.value_sets.WORK_LIMIT by default):
     above it, WorkLimitError says how much work it would be before starting.
     """
@@ -101,6 +103,13 @@ def compile_rasp_to_model(
         target /= 100
     if best is None:
         raise CompileError(failing, f"{last}, even with every head's leak down to {target * 100:.1e}")
+    if require_exact:
+        certificate = best.certificate
+        raise CompileError(
+            certificate.output,
+            f"{certificate.describe()}, with every head's leak down to {best.leak:.1e}. Pass a looser "
+            f"tolerance= (now {tolerance:g}), or require_exact=False to get this model anyway (it warns)",
+        )
     warnings.warn(
         f"{best.certificate.describe()}. The model was checked against the evaluator by construction, "
         "not proven: its sound float32 bound is looser than the tolerance (see docs/certificate.md)",
@@ -128,6 +137,7 @@ def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
     selector_strategy: str | Mapping[str, str] = "auto",
     tolerance: float = DEFAULT_TOLERANCE,
     work_limit: int | None = None,
+    require_exact: bool = True,
 ) -> CompiledModel:
     """Compile `program`; see compile_rasp_to_model."""
     return compile_rasp_to_model(
@@ -141,4 +151,5 @@ def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
         selector_strategy=selector_strategy,
         tolerance=tolerance,
         work_limit=work_limit,
+        require_exact=require_exact,
     )

@@ -98,3 +98,15 @@ def test_bound_arithmetic():
     b = Bound(1e-6, 1e-7, 0.0)
     assert b.at(0) == 1e-6 and b.at(-10) == pytest.approx(2e-6) and b.at_bos == 0.0
     assert Bound(3.0).at_bos == 3.0
+
+
+def test_a_tolerance_the_bound_can_not_meet_is_refused_or_warned():
+    z = registry.get("frac_prevs")
+    with pytest.raises(rasp_lab.CompileError, match=r"frac_prevs: NOT certified exact: .*within 1e-09 \* max\(1, \|v\|\)"):
+        rasp_lab.compile(z.build(), z.vocab, z.max_seq_len, tolerance=1e-9)
+    with pytest.warns(CertificateWarning, match="frac_prevs"):
+        model = rasp_lab.compile(z.build(), z.vocab, z.max_seq_len, tolerance=1e-9, require_exact=False)
+    assert not model.certificate.exact and model.leak < 1e-6  # the compiler tried smaller leaks
+    assert model.run(list("xyx")) == pytest.approx([1.0, 0.5, 2 / 3], abs=1e-6)
+    loose = rasp_lab.compile(z.build(), z.vocab, z.max_seq_len, tolerance=1e-3)
+    assert loose.certificate.exact and loose.certificate.tolerance == 1e-3

@@ -60,7 +60,8 @@ def compile_or_skip(program: rasp.SOp, max_seq_len: int, causal: bool) -> rasp_l
     """Compile; a program that raises ValidationError must be one `validate` reports an
     error for (and each problem found on a concrete input must fail there), and is skipped."""
     try:
-        return rasp_lab.compile(program, VOCAB, max_seq_len, causal=causal)
+        # Not certified exact is still compared (and held to agreement), with a warning.
+        return rasp_lab.compile(program, VOCAB, max_seq_len, causal=causal, require_exact=False)
     except rasp_lab.ValidationError as err:
         assert err.problems and all(p.severity == "error" for p in err.problems), err
         errors = [p for p in rasp_lab.validate(program, VOCAB, max_seq_len, causal=causal) if p.severity == "error"]

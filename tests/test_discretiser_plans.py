@@ -87,7 +87,7 @@ def test_split_agrees_in_the_numpy_forward(split_model: rasp_lab.CompiledModel) 
 def test_one_layer_version_is_off_in_float32(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the split, the same program is off by far more than 1e-6: what the split fixes."""
     monkeypatch.setattr(discretiser_plans, "ONE_LAYER_ESTIMATE", float("inf"))
-    model = rasp_lab.compile(wide_program(), set(WEIGHTS), N)
+    model = rasp_lab.compile(wide_program(), set(WEIGHTS), N, require_exact=False)
     assert model.plan.nodes["wiggle"].mlp.kind == "numerical_map"
     assert "wiggle_values" not in model.plan.nodes
     assert 1e-5 < worst_error(model, inputs()) <= model.plan.nodes["wiggle"].error
@@ -128,7 +128,7 @@ def test_values_label_avoids_existing_labels() -> None:
     prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
     mean = rasp.numerical(rasp.Aggregate(prefix, taken, default=0))
     program = rasp.numerical(rasp.Map(wiggle, mean)).named("wiggle")
-    model = rasp_lab.compile(program, set(WEIGHTS), N)
+    model = rasp_lab.compile(program, set(WEIGHTS), N, require_exact=False)
     assert "wiggle_values_" in model.plan.nodes and model.plan.nodes["wiggle_values"].mlp.kind == "categorical_map"
     assert worst_error(model, inputs()[:400]) <= 1e-6
 
@@ -148,7 +148,7 @@ def test_a_small_gap_near_the_end_of_the_range_stays_one_layer() -> None:
     spots = {"a": 0.0, "b": 1e-7, "c": 1e7}
     x = rasp.numerical(rasp.Map(lambda t: spots[t], rasp.tokens)).named("far")
     program = rasp.numerical(rasp.Map(lambda v: {0.0: 1, 1e-7: 2, 1e7: 3}[v], x)).named("pick")
-    model = rasp_lab.compile(program, set(spots), 2)
+    model = rasp_lab.compile(program, set(spots), 2, require_exact=False)
     assert model.plan.nodes["pick"].mlp.kind == "numerical_map"
     rows = [list(xs) for n in (1, 2) for xs in itertools.product(sorted(spots), repeat=n)]
     assert model.run_batch(rows) == [rasp.evaluate(program, xs) for xs in rows]
@@ -196,7 +196,7 @@ def test_noisy_one_hot_is_read_through_clamps() -> None:
     parity = rasp.categorical(rasp.Map(lambda v: round(v * 7) % 2, mean)).named("parity")
     scaled = rasp.numerical(rasp.Map(lambda c: c * 100.0, parity)).named("scaled")
     flipped = rasp.categorical(rasp.Map(lambda c: 1 - c, parity)).named("flipped")
-    model = rasp_lab.compile(scaled, set(WEIGHTS), N)
+    model = rasp_lab.compile(scaled, set(WEIGHTS), N, require_exact=False)
     node = model.plan.nodes["parity"]
     assert node.mlp.kind == "numerical_map" and node.error == node.mlp.rounding
     assert NOISY_ONE_HOT < node.error < discretiser_plans.CLAMP_TOLERANCE
@@ -210,7 +210,7 @@ def test_noisy_one_hot_is_read_through_clamps() -> None:
     real = ids[:, 1:] != model.input_encoder.encoding_map[model.input_encoder.pad_token]
     measured = np.abs(one_hot - np.round(one_hot))[real].max()
     assert 0 < measured <= node.error
-    lookup = rasp_lab.compile(flipped, set(WEIGHTS), N)
+    lookup = rasp_lab.compile(flipped, set(WEIGHTS), N, require_exact=False)
     assert lookup.plan.nodes["flipped"].mlp.kind == "categorical_map"
     assert lookup.run_batch(rows[:300]) == [rasp.evaluate(flipped, xs) for xs in rows[:300]]
 
@@ -269,7 +269,7 @@ def test_map_feeding_a_finer_discretiser_is_split() -> None:
     plans = discretiser_plans.plan_discretisers(program, sets)
     assert set(plans.splits) == {"close"}
     assert 1e-4 / 4 < plans.splits["close"].one_layer_estimate < discretiser_plans.ONE_LAYER_ESTIMATE * 100
-    model = rasp_lab.compile(program, {"x", "o"}, 3)
+    model = rasp_lab.compile(program, {"x", "o"}, 3, require_exact=False)
     rows = [list(xs) for n in range(1, 4) for xs in itertools.product("xo", repeat=n)]
     assert model.run_batch(rows) == [rasp.evaluate(program, xs) for xs in rows]
 
@@ -287,11 +287,15 @@ def test_noisy_one_hot_read_by_a_selector_is_cleaned() -> None:
     plans = discretiser_plans.plan_discretisers(program, value_sets(program, set(WEIGHTS), N))
     assert set(plans.splits) == {"parity"}
     assert plans.splits["parity"].float32_estimate > discretiser_plans.SELECTOR_NOISE
-    model = rasp_lab.compile(program, set(WEIGHTS), N)
+    model = rasp_lab.compile(program, set(WEIGHTS), N, require_exact=False)
     assert model.plan.nodes["parity"].mlp.kind == "clean_one_hot" and model.plan.nodes["parity"].error == 0
     rows = inputs()
     assert worst_error(model, rows) <= model.plan.nodes["out"].error
-    # the same parity read only by a Map is left as one MLP (decoding absorbs its noise)
-    alone = rasp_lab.compile(parity, set(WEIGHTS), N)
+    # the same parity read only by a Map is left as one MLP (decoding absorbs its noise),
+    # though its sound bound (0.27: 240 large cancelling units summed in any order) can't
+    # prove it, so compiling it needs require_exact=False
+    with pytest.raises(CompileError, match="parity: NOT certified exact"):
+        rasp_lab.compile(parity, set(WEIGHTS), N)
+    alone = rasp_lab.compile(parity, set(WEIGHTS), N, require_exact=False)
     assert alone.plan.nodes["parity"].mlp.kind == "numerical_map"
     assert alone.run_batch(rows[:300]) == [rasp.evaluate(parity, xs) for xs in rows[:300]]

@@ -3,7 +3,8 @@
     from rasp_lab.testing.strategies import programs, inputs, selectors
 
 `programs()` draws programs over a small integer vocabulary (`VOCAB` unless you pass
-another set of ints) that compile: every function comes from a fixed family of frozen
+another set of ints) that compile (some only with `require_exact=False`: their certified
+error bound misses the tolerance): every function comes from a fixed family of frozen
 dataclasses with drawn constants (so labels are structural and every example reproduces),
 categorical Aggregates use selectors that can't make their selected positions disagree
 (unless `allow_mixing=True`), and selectors that combine atoms with `|` or `~` read only
