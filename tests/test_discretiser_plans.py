@@ -115,11 +115,12 @@ def test_no_zoo_program_is_split() -> None:
         program = entry.build()
         plans = discretiser_plans.plan_discretisers(program, value_sets(program, entry.vocab, entry.max_seq_len))
         assert not plans.splits, name
-        # The only rewrite: a categorical SelectorWidth read by a head that averages gets a
-        # clamped clean-up over its decoder's one-hot ("<label>_raw").
+        # The only rewrites: a categorical SelectorWidth read by a head that averages gets a
+        # clamped clean-up over its decoder's one-hot ("<label>_raw"), and Selects there read
+        # `length` through a clamped copy ("length_clean").
         before = {n.label for n in topological(program)}
         after = {n.label for n in topological(plans.program)}
-        assert before <= after and all(label.endswith("_raw") for label in after - before), name
+        assert before <= after and all(label.endswith(("_raw", "_clean")) for label in after - before), name
         assert (plans.program is program) == (after == before), name
 
 

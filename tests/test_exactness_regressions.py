@@ -142,3 +142,15 @@ def test_mean_of_large_values_with_nothing_selected_is_zero():
     assert abs(first) <= 1e-4  # was 0.0116 with a leak not scaled by the values' spread
     bound = model.certificate.bound("a")
     assert bound.at(0.0) <= 1e-4 and model.certificate.exact
+
+
+def test_a_width_head_reading_length_is_certified_at_larger_lengths():
+    """`length` comes out of a decoder with float32 noise; a head that averages (a width)
+    multiplied it by its coldness in every logit (certified bound 41 at max_seq_len 10).
+    Its Selects now read a clamped copy of `length`."""
+    w = rasp.SelectorWidth(rasp.Select(rasp.length, rasp.tokens, rasp.Comparison.LT)).named("w")
+    model = assert_agrees(w, {0, 1, 2}, 6)
+    assert model.certificate.exact and "length_clean" in model.layout.sops
+    bigger = rasp_lab.compile(w, {0, 1, 2, 3}, 10)
+    assert bigger.certificate.exact
+    assert bigger.run([3, 0, 2, 1, 3, 3, 0, 1, 2, 2]) == w([3, 0, 2, 1, 3, 3, 0, 1, 2, 2])

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rasp_lab import rasp
-from rasp_lab.compiler.rewrite import rewrite
+from rasp_lab.compiler.rewrite import rebuild, rewrite
 from rasp_lab.compiler.selector_tables import CompileError
 from rasp_lab.compiler.steps import clamped_steps, float32_estimate
 from rasp_lab.evaluator import topological
@@ -91,10 +91,18 @@ def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
     splits: dict[str, SplitPlan] = {}
 
     averaged = _read_by_averaging_heads(nodes)
+    clean_length: list[rasp.SOp] = []
 
     def replace(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
         if isinstance(node, rasp.SelectorWidth) and not rasp.is_numerical(node) and node.label in averaged:
             return _clean_width(node, children, labels)
+        if isinstance(node, rasp.Select) and rasp.length.label in averaged and rasp.length in children[:2]:
+            # `length` is a width too, but a primitive (its label can't move to a raw
+            # decoder): its Selects read a clamped copy instead.
+            if not clean_length:
+                clean_length.append(_clean_copy(rasp.length, labels))
+            keys, queries = (clean_length[0] if c is rasp.length else c for c in children[:2])
+            return rebuild(node, (keys, queries))
         if not (isinstance(node, rasp.Map) and rasp.is_numerical(node.inner)):
             return None
         plan = _split_plan(node, sets, labels, keyed)
@@ -138,6 +146,15 @@ def _clean_width(node: rasp.SelectorWidth, children: tuple, labels: set[str]) ->
     annotations = dict(node._annotations)
     annotations["name"] = node.label
     return rasp.annotate(rasp.Map(_Value(), raw, simplify=False), **annotations)  # type: ignore[return-value]
+
+
+def _clean_copy(sop: rasp.SOp, labels: set[str]) -> rasp.SOp:
+    """`sop` read back through clamps as "<label>_clean" (an exact one-hot of the same values)."""
+    label = f"{sop.label}_clean"
+    while label in labels:
+        label += "_"
+    labels.add(label)
+    return rasp.categorical(rasp.Map(_Value(), sop, simplify=False)).named(label)
 
 
 def _split_plan(node: rasp.Map, sets: ValueSets, labels: set[str], keyed: set[str]) -> SplitPlan | None:
