@@ -139,6 +139,9 @@ class _Builder:
         self.nodes: dict[str, NodeBlock] = {}
         self.scratch: list[Direction] = []
         self.averaging_reads = _averaging_reads(graph, plans)
+        self.exact: set[str] = {"tokens", "indices"}
+        """SOps whose one-hots are exactly 0 or 1 in float32 (embedded, or looked up from
+        such): their lookups need no margin below 0 for noise."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -258,6 +261,7 @@ class _Builder:
     def _build(self, label: str, expr: rasp.SOp) -> NodeBlock:
         encoding = rasp.get_encoding(expr)
         if isinstance(expr, (rasp.Full, rasp.ConstantSOp)):
+            self.exact.add(label)
             return NodeBlock(label, encoding, self.directions(label, encoding), None, None, (), 0.0)
         if isinstance(expr, rasp.LinearSequenceMap) and rasp.is_numerical(expr) and rasp.is_numerical(expr.fst):
             return self._linear(label, expr)
@@ -327,12 +331,14 @@ class _Builder:
                 continue  # the value is not reachable through this Map (validate reports it)
             entry = self._output_entry(outputs, encoding, out)
             if entry:
-                # ReLU(2 x - 1): 1 where the value is on; where it is off the unit sits at -1,
-                # so noise on the one-hot never reaches the other outputs (a unit at 0 would
-                # pass it on).
-                w_in.append({direction: 2.0, ONE: -1.0})
+                # A noisy one-hot is read as ReLU(2 x - 1): 1 where the value is on; where it
+                # is off the unit sits at -1, so the noise never reaches the other outputs (a
+                # unit at 0 would pass it on). An exact one-hot needs no bias: ReLU(x).
+                w_in.append({direction: 1.0} if inner.label in self.exact else {direction: 2.0, ONE: -1.0})
                 w_out.append(entry)
         mlp = self._finish_mlp(label, "categorical_map", list(inner.directions), outputs, w_in, w_out, tolerance=0.25)
+        if inner.label in self.exact:
+            self.exact.add(label)
         error = 2 * inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
         return NodeBlock(label, encoding, outputs, None, mlp, (inner.label,), error)
 
@@ -398,11 +404,16 @@ class _Builder:
             if clean:
                 w_in += [{**{d: 2.0 for d in dirs}, ONE: 1.5 - top}, {**{d: 2.0 for d in dirs}, ONE: 0.5 - top}]
                 w_out += [entry, {d: -v for d, v in entry.items()}]
-            else:
+            elif not {fst.label, snd.label} <= self.exact:
                 # ReLU(2 x_a + 2 x_b - 3): 1 when both one-hots are on, -1 or less otherwise,
                 # so noise never reaches the outputs of pairs that are off.
                 w_in.append({**{d: 2.0 for d in dirs}, ONE: 1.0 - top})
                 w_out.append(entry)
+            else:  # exact one-hots: ReLU(x_a + x_b - 1), exactly 0 unless both are on
+                w_in.append({**{d: 1.0 for d in dirs}, ONE: 1.0 - len(dirs)} if len(dirs) == 2 else {dirs[0]: 1.0})
+                w_out.append(entry)
+        if not clean and {fst.label, snd.label} <= self.exact:
+            self.exact.add(label)
         kind = "clean_sequence_map" if clean else "sequence_map"
         tolerance = 1 / 8 if clean else 0.25
         mlp = self._finish_mlp(label, kind, [*fst.directions, *snd.directions], outputs, w_in, w_out, tolerance=tolerance)
