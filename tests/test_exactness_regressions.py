@@ -154,3 +154,12 @@ def test_a_width_head_reading_length_is_certified_at_larger_lengths():
     bigger = rasp_lab.compile(w, {0, 1, 2, 3}, 10)
     assert bigger.certificate.exact
     assert bigger.run([3, 0, 2, 1, 3, 3, 0, 1, 2, 2]) == w([3, 0, 2, 1, 3, 3, 0, 1, 2, 2])
+
+
+def test_length_is_found_by_identity_beside_other_sops():
+    """Looking for `length` among a Select's SOps must not compare SOps with == (which
+    builds a Map): a Select of a SequenceMap and `length` under a width head compiles."""
+    s = rasp.SequenceMap(lambda a, b: a + b, rasp.tokens, rasp.indices).named("s")
+    w = rasp.SelectorWidth(rasp.Select(s, rasp.length, rasp.Comparison.LT)).named("w")
+    model = assert_agrees(w, {0, 1}, 4)
+    assert model.certificate.exact

@@ -96,7 +96,7 @@ def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
     def replace(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
         if isinstance(node, rasp.SelectorWidth) and not rasp.is_numerical(node) and node.label in averaged:
             return _clean_width(node, children, labels)
-        if isinstance(node, rasp.Select) and rasp.length.label in averaged and rasp.length in children[:2]:
+        if isinstance(node, rasp.Select) and rasp.length.label in averaged and any(c is rasp.length for c in children[:2]):
             # `length` is a width too, but a primitive (its label can't move to a raw
             # decoder): its Selects read a clamped copy instead.
             if not clean_length:
