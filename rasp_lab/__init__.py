@@ -25,10 +25,10 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from rasp_lab.certificate import CertificateWarning, certify
     from rasp_lab.compiler.model import CompiledModel, DecodingError
     from rasp_lab.compiler.selector_tables import CompileError
     from rasp_lab.compiling import compile, compile_rasp_to_model
-    from rasp_lab.certificate import CertificateWarning, certify
     from rasp_lab.export import ModelFileError, load
 
 

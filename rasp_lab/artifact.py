@@ -17,6 +17,7 @@ import numpy as np
 
 from rasp_lab import rasp
 
+
 @dataclass(frozen=True)
 class Direction:
     """One residual dimension: `name:value` (categorical) or `name` (numerical, scalars).

@@ -33,7 +33,6 @@ value v it can take.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,16 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.artifact import ONE, Direction, HeadBlock, LayerWeights, MLPBlock, ResidualLayout, ValueInfo, Weights
+from rasp_lab.artifact import (
+    ONE,
+    Direction,
+    HeadBlock,
+    LayerWeights,
+    MLPBlock,
+    ResidualLayout,
+    ValueInfo,
+    Weights,
+)
 
 U = 2.0**-24
 """float32's unit roundoff."""
@@ -431,7 +439,7 @@ class _Checker:
         """How many of `directions` can be non-zero at once: one per exact block (a clean
         one-hot, ONE, BOS), all of a block that carries error."""
         total = 0
-        for owner, idx in _blocks(directions, self._owner).items():
+        for idx in _blocks(directions, self._owner).values():
             b = self._error(directions[idx[0]])
             if b.absolute == 0 and b.at_bos == 0:
                 total += 1
@@ -654,11 +662,11 @@ def _blocks(directions: Sequence[Direction], owner) -> dict[str, list[int]]:
 def _fit(values: np.ndarray, errors: np.ndarray) -> Bound:
     """The smallest `absolute` for the best of a few `relative` slopes, so that
     errors <= absolute + relative * |values| (a value-aware bound: 0 stays tight beside 1e4)."""
-    best: Bound | None = None
+    size = np.maximum(1.0, np.abs(values))
+    candidates = []
     for relative in (0.0, 2.0**-22, 2.0**-20, 2.0**-17):
-        absolute = float(np.max(errors - relative * np.abs(values), initial=0.0))
-        absolute = max(absolute, 0.0)
-        score = np.max((absolute + relative * np.abs(values)) / np.maximum(1.0, np.abs(values)), initial=0.0)
-        if best is None or score < best_score:
-            best, best_score = Bound(absolute, relative), score
-    return best  # type: ignore[return-value]
+        absolute = max(0.0, float(np.max(errors - relative * np.abs(values), initial=0.0)))
+        score = float(np.max((absolute + relative * np.abs(values)) / size, initial=0.0))
+        candidates.append((score, relative, absolute))
+    _, relative, absolute = min(candidates)
+    return Bound(absolute, relative)

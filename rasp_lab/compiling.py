@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rasp_lab import rasp
+from rasp_lab.certificate import DEFAULT_TOLERANCE, CertificateWarning, certify
 from rasp_lab.compiler.assemble import assemble
 from rasp_lab.compiler.blocks import NeedsPrecision, build_blocks
 from rasp_lab.compiler.discretiser_plans import plan_discretisers
@@ -19,7 +20,6 @@ from rasp_lab.compiler.layout import residual_layout
 from rasp_lab.compiler.model import CompiledModel
 from rasp_lab.compiler.selector_plans import plan_selectors
 from rasp_lab.compiler.selector_tables import CompileError
-from rasp_lab.certificate import DEFAULT_TOLERANCE, CertificateWarning, certify
 from rasp_lab.validation import ValidationError, check
 from rasp_lab.value_sets import value_sets
 

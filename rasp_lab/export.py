@@ -42,7 +42,17 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.artifact import Direction, HeadBlock, LayerWeights, MLPBlock, ResidualLayout, SOpLocation, ValueInfo, Weights, sort_values
+from rasp_lab.artifact import (
+    Direction,
+    HeadBlock,
+    LayerWeights,
+    MLPBlock,
+    ResidualLayout,
+    SOpLocation,
+    ValueInfo,
+    Weights,
+    sort_values,
+)
 from rasp_lab.compiler.model import CompiledModel, ModelConfig
 from rasp_lab.model_file import (
     MAX_JSON_DEPTH,

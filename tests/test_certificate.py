@@ -13,11 +13,12 @@ import warnings
 
 import numpy as np
 import pytest
-from programs import registry
 
 import rasp_lab
+from programs import registry
 from rasp_lab import rasp
 from rasp_lab.certificate import Bound, CertificateWarning, certify
+
 
 def _inputs(vocab, n, limit=600):
     tokens = sorted(vocab, key=repr)

@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from rasp_lab import rasp
 from rasp_lab.artifact import HeadBlock, MLPBlock, ValueInfo
 from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
