@@ -4,6 +4,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from rasp_lab import rasp
+from rasp_lab.errors import CompileError
 from rasp_lab.evaluator import EvaluationError, evaluate, trace
 from rasp_lab.graph import LabelCollisionError, ProgramGraph, build_graph
 from rasp_lab.validation import Problem, ValidationError, validate
@@ -15,7 +16,6 @@ from rasp_lab.value_sets import ValueSets, WorkLimitError, value_sets
 _LAZY = {
     "CompiledModel": "rasp_lab.compiler.model",
     "DecodingError": "rasp_lab.compiler.model",
-    "CompileError": "rasp_lab.compiler.selector_tables",
     "compile": "rasp_lab.compiling",
     "compile_rasp_to_model": "rasp_lab.compiling",
     "ModelFileError": "rasp_lab.export",
@@ -27,7 +27,6 @@ _LAZY = {
 if TYPE_CHECKING:
     from rasp_lab.certificate import CertificateWarning, certify
     from rasp_lab.compiler.model import CompiledModel, DecodingError
-    from rasp_lab.compiler.selector_tables import CompileError
     from rasp_lab.compiling import compile, compile_rasp_to_model
     from rasp_lab.export import ModelFileError, load
 

@@ -363,7 +363,8 @@ def _explain(args: argparse.Namespace) -> int:
     if args.max_seq_len < 1:
         raise UsageError(f"--max-seq-len must be at least 1, got {args.max_seq_len}")
     try:
-        analysis = analyze(selector, vocab=vocab, max_seq_len=args.max_seq_len)
+        analysis = analyze(selector, vocab=vocab, max_seq_len=args.max_seq_len, domain=args.domain)
+        analysis.describe()  # decides every verdict here, so a bad comparison is reported below
     except TypeError as err:
         raise UsageError(
             f"can't compare these values ({err}); to compare tokens with indices or length, use an "
@@ -494,6 +495,12 @@ def build_parser(prog: str = "rasp-lab") -> argparse.ArgumentParser:
     explain.add_argument("selector", help='e.g. "(tokens<=tokens) | ~(indices==indices)"')
     explain.add_argument("--vocab", default="1,2,3", help="tokens separated by commas (default 1,2,3)")
     explain.add_argument("--max-seq-len", type=int, default=5, help="the longest input (default 5)")
+    explain.add_argument(
+        "--domain",
+        choices=("program", "product"),
+        default="program",
+        help="program: only the (query, key) pairs some input realises (default); product: every combination of values",
+    )
     explain.set_defaults(handler=_explain)
 
     plot = sub.add_parser(

@@ -19,7 +19,7 @@ from rasp_lab.compiler.layers import allocate_layers
 from rasp_lab.compiler.layout import residual_layout
 from rasp_lab.compiler.model import CompiledModel
 from rasp_lab.compiler.selector_plans import plan_selectors
-from rasp_lab.compiler.selector_tables import CompileError
+from rasp_lab.errors import CompileError
 from rasp_lab.validation import ValidationError, check
 from rasp_lab.value_sets import value_sets
 
@@ -76,7 +76,7 @@ def compile_rasp_to_model(
     discretisers = plan_discretisers(program, sets)
     if discretisers.program is not program:
         sets = value_sets(discretisers.program, vocab, max_seq_len, work_limit=work_limit)
-    plans = plan_selectors(discretisers.program, sets, selector_strategy)
+    plans = plan_selectors(discretisers.program, sets, selector_strategy, causal=causal)
     if plans.program is not discretisers.program or plans.extra:
         sets = value_sets(plans.program, vocab, max_seq_len, extra=plans.extra, work_limit=work_limit)
     graph = sets.graph

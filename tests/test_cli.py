@@ -142,13 +142,20 @@ def test_explain_conjunction(capsys):
 
 
 def test_explain_or_not(capsys):
-    code, out, _ = run(capsys, "explain", "(tokens<=tokens) | ~(indices==indices)")
+    """Free: a broken rectangle. Program: every pair an input realises is selected (the same
+    position has the same token; other positions differ in index), so one head fits."""
     selector = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LEQ) | ~rasp.Select(
         rasp.indices, rasp.indices, rasp.Comparison.EQ)
-    expected = analyze(selector, vocab={1, 2, 3}, max_seq_len=5)  # the defaults
+    code, out, _ = run(capsys, "explain", "(tokens<=tokens) | ~(indices==indices)", "--domain", "product")
+    expected = analyze(selector, vocab={1, 2, 3}, max_seq_len=5, domain="product")
     assert code == 0 and not expected.fits_one_head
     assert out.rstrip("\n").endswith(expected.describe())
     assert "does NOT fit one factored head" in out and "cheapest encoding that fits: product_both" in out
+    code, out, _ = run(capsys, "explain", "(tokens<=tokens) | ~(indices==indices)")
+    program = analyze(selector, vocab={1, 2, 3}, max_seq_len=5)  # the defaults
+    assert code == 0 and program.fits_one_head and program.question == "program"
+    assert out.rstrip("\n").endswith(program.describe())
+    assert "the program question" in out and "fits one head with factored one-hots" in out
 
 
 def test_selector_language_builds_the_right_selects():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rasp_lab import rasp
-from rasp_lab.compiler.selector_tables import CompileError
+from rasp_lab.errors import CompileError
 from rasp_lab.evaluator import topological
 
 

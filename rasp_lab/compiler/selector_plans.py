@@ -25,17 +25,21 @@ from typing import Any
 from rasp_lab import rasp
 from rasp_lab.compiler.basis import sort_values
 from rasp_lab.compiler.rewrite import rebuild, rewrite
-from rasp_lab.compiler.selector_tables import CompileError, conjunct_pairs
+from rasp_lab.errors import CompileError
 from rasp_lab.evaluator import topological
 from rasp_lab.selectors import (
     ENCODINGS,
     HeadWeights,
     SelectorAnalysis,
     analyze,
+    clean_everywhere,
     conjunction_weights,
     involved_sops,
+    negate,
     shallow_equivalent,
 )
+from rasp_lab.selectors import is_conjunction as _is_conjunction
+from rasp_lab.selectors.tables import selector_tables
 from rasp_lab.value_sets import ValueSets, value_sets
 
 STRATEGIES = ("auto", *ENCODINGS, "multi_head")
@@ -104,48 +108,20 @@ def product_sop(sops: list[rasp.SOp]) -> rasp.SOp:
     return product
 
 
-def negate(selector: rasp.Selector) -> rasp.Selector:
-    """~selector with the negation pushed through & and | (De Morgan), ~~A = A."""
-    if isinstance(selector, rasp.SelectorNot):
-        return _push_negations(selector.inner)
-    if isinstance(selector, rasp.SelectorAnd):
-        return rasp.SelectorOr(negate(selector.fst), negate(selector.snd))
-    if isinstance(selector, rasp.SelectorOr):
-        return rasp.SelectorAnd(negate(selector.fst), negate(selector.snd))
-    return rasp.SelectorNot(selector)
-
-
-def _push_negations(selector: rasp.Selector) -> rasp.Selector:
-    """`selector` with every negation inside it pushed down to the atoms (unchanged, same
-    object, if it has none above an atom), so ~(~A | B) & C reads as A & ~B & C."""
-    if isinstance(selector, rasp.SelectorNot):
-        return negate(selector.inner)
-    if isinstance(selector, (rasp.SelectorAnd, rasp.SelectorOr)):
-        fst, snd = _push_negations(selector.fst), _push_negations(selector.snd)
-        if fst is selector.fst and snd is selector.snd:
-            return selector
-        return type(selector)(fst, snd)
-    return selector
-
-
-def _is_conjunction(selector: rasp.Selector) -> bool:
-    return all(len(pairs) == 1 for pairs in conjunct_pairs(selector))
-
-
 def plan_selectors(
-    program: rasp.SOp, sets: ValueSets, strategy: str | Mapping[str, str] = "auto"
+    program: rasp.SOp, sets: ValueSets, strategy: str | Mapping[str, str] = "auto", *, causal: bool = False
 ) -> SelectorPlans:
     """Plan a head for every Aggregate and SelectorWidth of `program`."""
     _check_strategy(strategy)
     program = rewrite(program, _shallow_selectors)
-    program = _rewrite_multi_head(program, sets, strategy)
+    program = _rewrite_multi_head(program, sets, strategy, causal)
     if program is not sets.graph.output:
         sets = value_sets(program, sets.vocab, sets.max_seq_len)
     products: dict[str, rasp.SOp] = {}
     heads: dict[str, HeadPlan] = {}
     for node in topological(program):
         if isinstance(node, (rasp.Aggregate, rasp.SelectorWidth)):
-            heads[node.label] = _plan_head(node, sets, _forced(strategy, node.selector.label), products)
+            heads[node.label] = _plan_head(node, sets, _forced(strategy, node.selector.label), products, causal)
     return SelectorPlans(program=program, extra=tuple(products.values()), heads=heads)
 
 
@@ -171,8 +147,44 @@ def _forced(strategy: str | Mapping[str, str], label: str) -> str:
     return strategy if isinstance(strategy, str) else strategy.get(label, "auto")
 
 
-def _analysis(selector: rasp.Selector, sets: ValueSets) -> SelectorAnalysis:
-    return analyze(selector, value_sets={label: sets[label] for label in _involved(selector)})
+class _Verdicts:
+    """One selector's program verdict (the pairs some input realises), with the free verdict
+    (every combination of values) as the fallback: weights that fit only the program are used
+    where they are also clean on every combination of their blocks' values, which is what the
+    model's certificate checks (rasp_lab.selectors.clean_everywhere)."""
+
+    def __init__(self, selector: rasp.Selector, sets: ValueSets, causal: bool) -> None:
+        self.selector, self.sets = selector, sets
+        self.given = {label: sets[label] for label in _involved(selector)}
+        self.program = analyze(
+            selector, value_sets=self.given, vocab=sets.vocab, max_seq_len=sets.max_seq_len,
+            domain="program", causal=causal,
+        )
+        self._free: SelectorAnalysis | None = None
+
+    @property
+    def free(self) -> SelectorAnalysis:
+        if self._free is None:
+            self._free = analyze(self.selector, value_sets=self.given)
+        return self._free
+
+    def weights(self, encoding: str, *, width: bool) -> HeadWeights | None:
+        if not self.program.fits[encoding].fits:
+            return None
+        weights = self.program.head_weights(encoding, width=width)
+        if weights is not None and clean_everywhere(weights):
+            return weights
+        if self.free.fits[encoding].fits:
+            return self.free.head_weights(encoding, width=width)
+        return None
+
+    def reason(self, encoding: str) -> str:
+        fit = self.program.fits[encoding]
+        if not fit.decided:
+            return f"undecided: the LP stopped after {self.program.time_limit:g} s"
+        if not fit.fits:
+            return str(fit.witness)
+        return "no weights for this head that are clean on every combination of its blocks' values"
 
 
 def _involved(selector: rasp.Selector) -> set[str]:
@@ -205,18 +217,18 @@ def _multi_head_cost(sets: ValueSets) -> int:
     return 2 * (2 + 2 * n + 1) + (1 + 4) + 4 * n
 
 
-def _rewrite_multi_head(program: rasp.SOp, sets: ValueSets, strategy: str | Mapping[str, str]) -> rasp.SOp:
+def _rewrite_multi_head(program: rasp.SOp, sets: ValueSets, strategy: str | Mapping[str, str], causal: bool) -> rasp.SOp:
     """Replace SelectorWidth(S) by length - SelectorWidth(~S) where that is chosen."""
 
     def replace(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
-        if isinstance(node, rasp.SelectorWidth) and _wants_multi_head(node, sets, _forced(strategy, node.selector.label)):
+        if isinstance(node, rasp.SelectorWidth) and _wants_multi_head(node, sets, _forced(strategy, node.selector.label), causal):
             return _width_by_complement(node, children[0])
         return None
 
     return rewrite(program, replace)
 
 
-def _wants_multi_head(node: rasp.SelectorWidth, sets: ValueSets, forced: str) -> bool:
+def _wants_multi_head(node: rasp.SelectorWidth, sets: ValueSets, forced: str, causal: bool) -> bool:
     complement = negate(node.selector)
     possible = _is_conjunction(complement) and not _none_values(node.selector, sets)
     if forced == "multi_head":
@@ -229,9 +241,9 @@ def _wants_multi_head(node: rasp.SelectorWidth, sets: ValueSets, forced: str) ->
         return True
     if forced != "auto" or not possible or _is_conjunction(node.selector):
         return False
-    analysis = _analysis(node.selector, sets)
+    verdicts = _Verdicts(node.selector, sets, causal)
     cheapest = min(
-        (c for c in _encoding_costs(analysis, sets, width=True).values() if c is not None), default=None
+        (c for c in _encoding_costs(verdicts, sets, width=True).values() if c is not None), default=None
     )
     return cheapest is None or _multi_head_cost(sets) < cheapest
 
@@ -255,11 +267,11 @@ def _width_by_complement(node: rasp.SelectorWidth, selector: rasp.Selector) -> r
     return rasp.annotate(out, **annotations)  # type: ignore[return-value]
 
 
-def _encoding_costs(analysis: SelectorAnalysis, sets: ValueSets, *, width: bool) -> dict[str, int | None]:
+def _encoding_costs(verdicts: _Verdicts, sets: ValueSets, *, width: bool) -> dict[str, int | None]:
     costs: dict[str, int | None] = {}
+    analysis = verdicts.program
     for encoding in ENCODINGS:
-        fit = analysis.fits[encoding]
-        if not fit.fits or (width and analysis.head_weights(encoding, width=True) is None):
+        if verdicts.weights(encoding, width=width) is None:
             costs[encoding] = None
             continue
         cost = 0
@@ -271,7 +283,9 @@ def _encoding_costs(analysis: SelectorAnalysis, sets: ValueSets, *, width: bool)
     return costs
 
 
-def _plan_head(node: rasp.Aggregate | rasp.SelectorWidth, sets: ValueSets, forced: str, products: dict[str, rasp.SOp]) -> HeadPlan:
+def _plan_head(
+    node: rasp.Aggregate | rasp.SelectorWidth, sets: ValueSets, forced: str, products: dict[str, rasp.SOp], causal: bool
+) -> HeadPlan:
     selector = node.selector
     width = isinstance(node, rasp.SelectorWidth)
     if _is_conjunction(selector) and forced in ("auto", "factored", "multi_head"):
@@ -288,31 +302,30 @@ def _plan_head(node: rasp.Aggregate | rasp.SelectorWidth, sets: ValueSets, force
             key_sops=tuple(b.sops[0] for b in weights.key_blocks),
             costs={"factored": 0},
         )
-    analysis = _analysis(selector, sets)
-    costs = _encoding_costs(analysis, sets, width=width)
     none_sops = _none_values(selector, sets)
-    if none_sops:
+    if none_sops and not _is_conjunction(selector):
         # None is an all-zero block: only plain tables keep "an atom never selects None".
-        if not _is_conjunction(selector):
-            raise CompileError(
-                selector.label,
-                f"this composition reads {none_sops}, which can have no value (None); only conjunctions "
-                f"of selectors on one (key, query) pair each compile over None-able SOps",
-            )
+        raise CompileError(
+            selector.label,
+            f"this composition reads {none_sops}, which can have no value (None); only conjunctions "
+            f"of selectors on one (key, query) pair each compile over None-able SOps",
+        )
+    verdicts = _Verdicts(selector, sets, causal)
+    costs = _encoding_costs(verdicts, sets, width=width)
+    if none_sops:
         costs = {e: (c if e == "factored" else None) for e, c in costs.items()}
     if forced == "multi_head":
         forced = "auto"  # the rewrite already happened (SelectorWidth only); plan its heads
     if forced != "auto":
         if costs.get(forced) is None:
-            reason = analysis.fits[forced].witness if not analysis.fits[forced].fits else "no weights for a width head"
-            raise CompileError(selector.label, f"strategy {forced!r} does not fit one head: {reason}")
+            raise CompileError(selector.label, f"strategy {forced!r} does not fit one head: {verdicts.reason(forced)}")
         encoding = forced
     else:
         fitting = [(c, ENCODINGS.index(e), e) for e, c in costs.items() if c is not None]
         encoding = min(fitting)[2]
     if none_sops:
         _check_none(selector, sets)
-    weights = analysis.head_weights(encoding, width=width)
+    weights = verdicts.weights(encoding, width=width)
     if weights is None:  # ruled out above through costs
         raise CompileError(selector.label, f"no {encoding} weights")
     sides = []
@@ -340,6 +353,4 @@ def _plan_head(node: rasp.Aggregate | rasp.SelectorWidth, sets: ValueSets, force
 
 def _check_none(selector: rasp.Selector, sets: ValueSets) -> None:
     """A conjunction over None-able SOps: the None row of a group must select nothing."""
-    from rasp_lab.compiler.selector_tables import selector_tables
-
     selector_tables(selector, sets)

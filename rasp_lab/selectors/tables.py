@@ -15,17 +15,10 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
+from rasp_lab.errors import CompileError
 from rasp_lab.value_sets import ValueSets
 
 Formula = Callable[[dict[str, Any], dict[str, Any]], bool]
-
-
-class CompileError(ValueError):
-    """A program (or one expression of it) that can't be compiled; names the label."""
-
-    def __init__(self, label: str, message: str) -> None:
-        super().__init__(f"{label}: {message}")
-        self.label = label
 
 
 @dataclass(frozen=True)
