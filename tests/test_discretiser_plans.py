@@ -21,8 +21,8 @@ import rasp_lab
 from rasp_lab import rasp
 from rasp_lab.compiler import discretiser_plans
 from rasp_lab.compiler.blocks import NOISY_ONE_HOT
-from rasp_lab.errors import CompileError
 from rasp_lab.compiler.steps import F32_UNIT_ROUNDOFF, clamped_steps, float32_estimate, rounding_scale
+from rasp_lab.errors import CompileError
 from rasp_lab.evaluator import topological
 from rasp_lab.value_sets import value_sets
 

@@ -26,8 +26,8 @@ from rasp_lab.artifact import HeadBlock, MLPBlock, ValueInfo
 from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
 from rasp_lab.compiler.discretiser_plans import CLAMP_TOLERANCE, DiscretiserPlans
 from rasp_lab.compiler.selector_plans import HeadPlan, SelectorPlans
-from rasp_lab.errors import CompileError
 from rasp_lab.compiler.steps import clamped_steps, float32_estimate
+from rasp_lab.errors import CompileError
 from rasp_lab.graph import ProgramGraph
 from rasp_lab.value_sets import ValueSets
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rasp_lab import rasp
 from rasp_lab.selectors.tables import conjunct_pairs
 
+
 def selector_atoms(selector: rasp.Selector) -> list[rasp.Selector]:
     """The Select / ConstantSelector leaves of a composition (not the selectors further up
     the program that its SOps are computed from), left to right, without repeats. Iterative,

@@ -838,7 +838,7 @@ def _matching_holds(a: SelectorAnalysis) -> bool:
             if s != t and not a._selected(qs, kt):
                 return False
     if a.question == "program":  # on the free question every pair is in the domain
-        for s, (qs, _) in enumerate(pairs):
+        for qs, _ in pairs:
             for _, kt in pairs:
                 state = _pair_state(a, qs, kt)
                 if state is None or not state[0]:
