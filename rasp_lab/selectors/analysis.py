@@ -44,6 +44,9 @@ far is reported as 'at least r (search stopped)'."""
 RECTANGLE_CHECKS = 200_000
 """Pairs of selected keys the rectangle search tries before leaving the verdict to the LP."""
 
+CORNER_PAIRS = 20_000
+"""Domains with more pairs are first tried on corners (see _Context.corners)."""
+
 GRID_PAIRS = 1_000_000
 """Largest (query tuple, key tuple) grid a conjunction's rank search on the free question
 walks; beyond it each group is searched alone (no grid)."""
@@ -242,8 +245,21 @@ class SelectorAnalysis:
         if self.conjunction and self.question == "free" and self.width_of("product_both") ** 2 > GRID_PAIRS:
             return _conjunction_matching(self, self.rank_seconds)
         deadline = time.monotonic() + self.rank_seconds
-        found, complete = induced_matching(self.pattern, self.realised, deadline=deadline)
-        return [(self.query_tuples[q], self.key_tuples[k]) for q, k in found], complete
+        best: list[tuple[int, int]] = []
+        # Corners first: a matching among some tuples is one among all, and small grids
+        # find the family's structure fast; then the whole grid while time remains.
+        for rows, cols in [*self._ctx.corners(), (None, None)]:
+            if rows is None:
+                q_of, k_of = np.arange(len(self.query_tuples)), np.arange(len(self.key_tuples))
+            else:
+                q_of, k_of = np.flatnonzero(rows), np.flatnonzero(cols)
+            sub = np.ix_(q_of, k_of)
+            found, complete = induced_matching(self.pattern[sub], self.realised[sub], deadline=deadline)
+            if len(found) > len(best):
+                best = [(int(q_of[q]), int(k_of[k])) for q, k in found]
+            if not complete:
+                break
+        return [(self.query_tuples[q], self.key_tuples[k]) for q, k in best], complete
 
     @property
     def induced_matching(self) -> tuple[tuple[tuple, tuple], ...]:
@@ -479,9 +495,30 @@ class _Context:
                 out[b] = np.array([position[tuple(t[c] for c in cols)] for t in tuples], dtype=int)
         return out
 
-    def program(self, q_blocks, k_blocks, *, width: bool = False) -> LinearProgram:
+    def corners(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Ever larger corners of a large domain: the tuples whose values all lie among the
+        first 2, 3, 4, 6, 8, ... values of each SOp -> (query tuple mask [n_q], key tuple
+        mask [n_k]). Nothing for a domain of at most CORNER_PAIRS pairs."""
+        if self.domain.pairs <= CORNER_PAIRS:
+            return
+        rank = {s: {v: n for n, v in enumerate(vals)} for s, vals in self.values.items()}
+        q_top = np.array([max((rank[s][v] for s, v in zip(self.query_sops, t)), default=0) for t in self.query_tuples])
+        k_top = np.array([max((rank[s][v] for s, v in zip(self.key_sops, t)), default=0) for t in self.key_tuples])
+        largest = max(int(q_top.max(initial=0)), int(k_top.max(initial=0))) + 1
+        size = 2
+        while size < largest:
+            rows, cols = q_top < size, k_top < size
+            if (self.realised[rows][:, cols]).sum() > CORNER_PAIRS * 4:
+                return
+            yield rows, cols
+            size = size + 1 if size < 4 else size * 3 // 2
+
+    def program(self, q_blocks, k_blocks, *, width: bool = False, rows=None, cols=None) -> LinearProgram:
+        realised = self.realised
+        if rows is not None:
+            realised = realised & rows[:, None] & cols[None, :]
         return LinearProgram(
-            self.pattern, self.realised, q_blocks, k_blocks,
+            self.pattern, realised, q_blocks, k_blocks,
             self.indices(q_blocks, self.query_sops, self.query_tuples),
             self.indices(k_blocks, self.key_sops, self.key_tuples),
             width=width, time_limit=self.time_limit,
@@ -496,8 +533,14 @@ class _Context:
                 return Fit(encoding, width, False, None, rectangle, "rectangle")
         if len(q_blocks) == 1 and len(k_blocks) == 1:
             return Fit(encoding, width, True, self.table_weights(q_blocks, k_blocks), None, "single-pair")
-        lp = self.program(q_blocks, k_blocks)
         try:
+            for rows, cols in self.corners():
+                # A corner's rows are some of the full LP's rows: infeasible there, infeasible
+                # everywhere, and its Farkas certificate is one for the whole domain.
+                small = self.program(q_blocks, k_blocks, rows=rows, cols=cols)
+                if small.feasible() is None:
+                    return Fit(encoding, width, False, None, small.certificate(self.query_tuples, self.key_tuples), "farkas")
+            lp = self.program(q_blocks, k_blocks)
             weights = lp.feasible()
             if weights is not None:
                 if self.domain.question == "program":
@@ -763,21 +806,20 @@ def induced_matching(
         realised = np.ones_like(pattern, dtype=bool)
     on = pattern & realised  # [n_q, n_k]: selected and realised
     off = ~pattern & realised
-    unselected = list(zip(*np.nonzero(off)))
-    if not unselected:
+    un_q, un_k = np.nonzero(off)
+    if not len(un_q):
         return [], True
     per_row = off.sum(axis=1)
-    orders = [sorted(unselected, key=lambda p: (per_row[p[0]], p))]
+    first = np.lexsort((un_k, un_q, per_row[un_q]))  # rows with few unselected keys first
     rng = np.random.default_rng(0)
-    for _ in range(restarts):
-        orders.append([unselected[i] for i in rng.permutation(len(unselected))])
+    orders = itertools.chain([first], (rng.permutation(len(un_q)) for _ in range(restarts)))
     best: list[tuple[int, int]] = []
     complete = True
     for order in orders:
         chosen_q: list[int] = []
         chosen_k: list[int] = []
         rows, cols = set(), set()
-        for n, (q, k) in enumerate(order):
+        for n, (q, k) in enumerate(zip(un_q[order].tolist(), un_k[order].tolist())):
             if deadline is not None and n % 256 == 0 and time.monotonic() > deadline:
                 complete = False
                 break
