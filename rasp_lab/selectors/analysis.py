@@ -291,8 +291,9 @@ class SelectorAnalysis:
     def check(self) -> bool:
         """Verify every decision independently of the solver: weights realise the pattern
         on the domain's pairs with a positive margin; certificates combine realised
-        constraints to a contradiction; on the program question every pair a certificate
-        or the matching uses is re-evaluated with the evaluator on its witness input."""
+        constraints to a contradiction; on the program question (exact domain) every pair a
+        certificate or the matching uses is re-evaluated with the evaluator on its witness
+        input. Undecided encodings (a stopped LP) claim nothing and are skipped."""
         for fit in self.fits.values():
             if not fit.decided:
                 continue
@@ -307,7 +308,11 @@ class SelectorAnalysis:
                     return False
             else:
                 return False
-        return _matching_holds(self)
+        if not _matching_holds(self):
+            return False
+        if self.question == "program" and self.domain.exact:
+            return self.witnesses_hold()
+        return True
 
     def used_pairs(self) -> list[tuple[tuple, tuple, bool]]:
         """Every (query tuple, key tuple, selected) that a no-fit certificate or the rank
