@@ -19,40 +19,26 @@ import time
 
 import rasp_lab
 from rasp_lab import rasp
-from rasp_lab.selectors import analyze
+from rasp_lab.selectors import analyze, families
+from rasp_lab.selectors.families import Digit
 
 STRATEGIES = ("auto", "factored", "product_keys", "product_both", "multi_head")
 
 
-class Digit:
-    """token -> its i-th digit in base v."""
-
-    def __init__(self, i: int, v: int) -> None:
-        self.i, self.v = i, v
-
-    def __call__(self, t: int) -> int:
-        return (t // self.v**self.i) % self.v
-
-    def __rasp_fingerprint__(self) -> str:
-        return f"digit({self.i},{self.v})"
-
-
-def compositions(rasp_module, m: int, v: int) -> dict:
-    r = rasp_module
-    digits = [r.Map(Digit(i, v), r.tokens).named(f"d{i}") for i in range(m)]
-    atoms = [r.Select(d, d, r.Comparison.EQ) for d in digits]
-    conj, disj = atoms[0], atoms[0]
-    for atom in atoms[1:]:
-        conj, disj = r.SelectorAnd(conj, atom), r.SelectorOr(disj, atom)
-    return {"AND": conj, "OR": disj, "NOT-AND": r.SelectorNot(conj)}, digits
+def compositions(m: int, v: int) -> tuple[dict, list]:
+    """AND, OR and NOT-AND of the m equalities d_i == d_i over the digits of the token."""
+    digits = families.digits(m, v)
+    atoms = families.equalities(digits, digits)
+    return {"AND": families.and_of(atoms), "OR": families.or_of(atoms), "NOT-AND": rasp.SelectorNot(families.and_of(atoms))}, digits
 
 
 def ours(m: int, v: int, vocab_cap: int) -> list[dict]:
     rows = []
-    selectors, digits = compositions(rasp, m, v)
+    selectors, digits = compositions(m, v)
     for name, selector in selectors.items():
         start = time.perf_counter()
         analysis = analyze(selector, value_sets={d.label: range(v) for d in digits})
+        analysis.describe()  # every verdict and the rank band: the analysis is lazy
         analysis_s = time.perf_counter() - start
         row = {"m": m, "v": v, "composition": name, "analysis_s": analysis_s, "encoding": analysis.encoding}
         for strategy in STRATEGIES:

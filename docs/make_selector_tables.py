@@ -15,6 +15,7 @@ import sys
 
 from rasp_lab import rasp
 from rasp_lab.selectors import ENCODINGS, FarkasCertificate, Rectangle, analyze
+from rasp_lab.selectors.families import and_of_equalities, copies, or_of_equalities
 
 PAGE = pathlib.Path(__file__).resolve().parent / "selector_composition.md"
 C = rasp.Comparison
@@ -81,12 +82,8 @@ def growth_table(max_m: int = 4) -> str:
         "|---|---|---|---|---|---|",
     ]
     for m in range(1, max_m + 1):
-        keys = [_sop(f"k{j}") for j in range(m)]
-        queries = [_sop(f"q{j}") for j in range(m)]
-        atoms = [rasp.Select(k, q, C.EQ) for k, q in zip(keys, queries)]
-        conj, disj = atoms[0], atoms[0]
-        for atom in atoms[1:]:
-            conj, disj = conj & atom, disj | atom
+        keys, queries = copies(m, "k"), copies(m, "q")
+        conj, disj = and_of_equalities(keys, queries), or_of_equalities(keys, queries)
         vs = {s.label: [0, 1] for s in keys + queries}
         a_and, a_or = analyze(conj, value_sets=vs), analyze(disj, value_sets=vs)
         lines.append(

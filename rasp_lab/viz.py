@@ -723,18 +723,15 @@ def composition_growth(max_atoms: int = 4) -> dict[str, dict[str, list[int | Non
     two-valued SOps (the growth table of docs/selector_composition.md), per encoding:
     {"AND" | "OR": {encoding: [width, or None where one head on it can't carry it]}}."""
     from rasp_lab.selectors import analyze
+    from rasp_lab.selectors.families import and_of_equalities, copies, or_of_equalities
 
     if not (isinstance(max_atoms, int) and max_atoms >= 1):
         raise ValueError(f"max_atoms must be a positive integer, got {max_atoms!r}")
     out: dict[str, dict[str, list[int | None]]] = {op: {s: [] for s in GROWTH_STRATEGIES} for op in ("AND", "OR")}
     for m in range(1, max_atoms + 1):
-        keys = [rasp.Map(lambda x: x, rasp.tokens, simplify=False).named(f"k{j}") for j in range(m)]
-        queries = [rasp.Map(lambda x: x, rasp.tokens, simplify=False).named(f"q{j}") for j in range(m)]
-        atoms = [rasp.Select(k, q, rasp.Comparison.EQ) for k, q in zip(keys, queries)]
-        conj, disj = atoms[0], atoms[0]
-        for atom in atoms[1:]:
-            conj, disj = conj & atom, disj | atom
-        values = {s.label: [0, 1] for s in keys + queries}
+        keys, queries = copies(m, "k"), copies(m, "q")
+        conj, disj = and_of_equalities(keys, queries), or_of_equalities(keys, queries)
+        values = {s.label: [0, 1] for s in keys + queries}  # the free question: independent SOps
         for op, selector in (("AND", conj), ("OR", disj)):
             widths = analyze(selector, value_sets=values).widths
             for strategy in GROWTH_STRATEGIES:

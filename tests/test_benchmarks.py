@@ -34,6 +34,14 @@ def test_selector_scaling_benchmark(capsys):
     assert "AND" in out and "OR" in out and "NOT-AND" in out
 
 
+def test_selector_analysis_benchmark(capsys):
+    assert run("selector_analysis.py", "--smoke") == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("free", "program"))]
+    assert {row[0] for row in rows} == {"free", "program"}
+    # The correlated OR (copies of the token) fits one factored head on the program question.
+    assert ["program", "OR", "copi", "3", "2"] == rows[-1][:5] and rows[-1][7] == "factored"
+
+
 def test_compare_tracr_builds_the_same_programs():
     """The two DSLs' builds agree on rasp_lab's side (Tracr's side needs the extra)."""
     namespace = runpy.run_path(str(BENCH / "compare_tracr.py"))
@@ -45,7 +53,7 @@ def test_compare_tracr_builds_the_same_programs():
             assert len(rasp.evaluate(program, xs)) == len(xs)
 
 
-@pytest.mark.parametrize("script", ["zoo.py", "exhaustive.py", "selector_scaling.py", "compare_tracr.py"])
+@pytest.mark.parametrize("script", ["zoo.py", "exhaustive.py", "selector_scaling.py", "selector_analysis.py", "compare_tracr.py"])
 def test_scripts_have_usage(script):
     text = (BENCH / script).read_text()
     assert text.startswith('"""') and "python benchmarks/" in text
