@@ -55,14 +55,14 @@ def named_map(name: str, f: Callable[[Any], Any], inner: rasp.SOp) -> rasp.SOp:
     return rasp.Map(Fn(name, f), inner).named(name)
 
 
-T, I = rasp.tokens, rasp.indices
+T, IDX = rasp.tokens, rasp.indices
 POOL = [
     T,
-    I,
+    IDX,
     named_map("tpar", lambda t: t % 2, T),
     named_map("tshift", lambda t: (t + 1) % 3, T),
-    named_map("ipar", lambda i: i % 2, I),
-    named_map("imin", lambda i: min(i, 2), I),
+    named_map("ipar", lambda i: i % 2, IDX),
+    named_map("imin", lambda i: min(i, 2), IDX),
 ]
 PREDICATES = [C.EQ, C.NEQ, C.LT, C.LEQ, C.GT, C.GEQ, C.TRUE]
 
@@ -132,6 +132,7 @@ def test_the_issue_example_is_one_factored_head_for_the_program():
     assert program.question == "program" and program.domain.exact and program.fits_one_head
     assert "the program question" in program.describe() and "the free question" in free.describe()
     assert program.check() and free.check()
+    assert program.band() == (program.rank_lower_bound, qk_rank(program.head_weights("factored")))
     # Every key is selected at every realised pair: a program fact the product hides.
     assert program.pattern[program.realised].all()
     mean = rasp.numerical(rasp.Aggregate(selector, rasp.numerical(rasp.Map(float, T)), default=0)).named("mean")
@@ -174,7 +175,7 @@ def test_both_questions_are_checked_and_the_program_verdict_only_adds(index: int
     assert 0 <= lower <= upper
     # A matching among realised pairs is one among all pairs: it bounds the free question too.
     pairs = program.induced_matching
-    for s, (q, k) in enumerate(pairs):
+    for s, (_, k) in enumerate(pairs):
         assert all(free.pattern[free.query_tuples.index(q2), free.key_tuples.index(k)] == (s != t) for t, (q2, _) in enumerate(pairs))
 
 
@@ -261,8 +262,8 @@ def test_large_inputs_over_approximate_and_say_so():
 
 
 def test_a_stopped_lp_is_undecided_and_the_compiler_still_builds_a_head():
-    q1 = named_map("q_one", lambda i: i % 3, I)
-    q2 = named_map("q_two", lambda i: (i + 1) % 3, I)
+    q1 = named_map("q_one", lambda i: i % 3, IDX)
+    q2 = named_map("q_two", lambda i: (i + 1) % 3, IDX)
     selector = rasp.Select(T, q1, C.EQ) | rasp.Select(T, q2, C.EQ)
     decided = analyze(selector, vocab=set(VOCAB), max_seq_len=MAX_SEQ_LEN, domain="product")
     assert decided.fits["factored"].method == "lp"
