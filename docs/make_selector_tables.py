@@ -15,7 +15,7 @@ import sys
 
 from rasp_lab import rasp
 from rasp_lab.selectors import ENCODINGS, FarkasCertificate, Rectangle, analyze
-from rasp_lab.selectors.families import and_of_equalities, copies, or_of_equalities
+from rasp_lab.selectors.families import and_of_equalities, copies, digits, or_of_equalities
 
 PAGE = pathlib.Path(__file__).resolve().parent / "selector_composition.md"
 C = rasp.Comparison
@@ -93,7 +93,31 @@ def growth_table(max_m: int = 4) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"classification": classification_table, "growth": growth_table}
+def _band(a) -> str:
+    lower, upper = a.band()
+    return f"[{lower}{'+' if not a.rank_search_complete else ''}, {upper}]"
+
+
+def band_table(max_m: int = 4) -> str:
+    """The OR of m equalities k_j == q_j under both questions, max_seq_len 3."""
+    lines = [
+        "| m | free question (two values per SOp) | program: digits of the token (vocab 2^m) | program: copies of the token (vocab {0,1}) |",
+        "|---|---|---|---|",
+    ]
+    for m in range(1, max_m + 1):
+        keys, queries = copies(m, "k"), copies(m, "q")
+        free = analyze(or_of_equalities(keys, queries), value_sets={s.label: [0, 1] for s in keys + queries})
+        correlated = analyze(or_of_equalities(keys, queries), vocab={0, 1}, max_seq_len=3)
+        independent = analyze(or_of_equalities(digits(m, 2, "k"), digits(m, 2, "q")), vocab=set(range(2**m)), max_seq_len=3)
+        for a in (free, correlated, independent):
+            if not a.check():
+                raise AssertionError(f"analysis of the OR of {m} failed its own check")
+        cells = [f"{a.encoding}, band {_band(a)}" for a in (free, independent, correlated)]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"classification": classification_table, "growth": growth_table, "band": band_table}
 
 
 def render(text: str) -> str:
