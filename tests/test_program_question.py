@@ -272,3 +272,24 @@ def test_a_stopped_lp_is_undecided_and_the_compiler_still_builds_a_head():
     assert not fit.fits and not fit.decided and fit.method == "stopped"
     assert "undecided" in stopped.describe()
     assert stopped.check()  # nothing claimed, nothing to refute
+
+
+# ------------------------------------------------------------------- the package's home
+
+
+def test_the_selector_package_imports_nothing_from_the_compiler():
+    import ast
+    import pathlib
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import rasp_lab.selectors, rasp_lab.selectors.families\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('rasp_lab.compiler') or m in ('jax', 'haiku'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    errors = pathlib.Path(rasp_lab.__file__).parent / "errors.py"
+    imports = [n for n in ast.walk(ast.parse(errors.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [getattr(n, "module", None) for n in imports] == ["__future__"]
