@@ -37,6 +37,10 @@ from rasp_lab.evaluator import trace
 EXHAUSTIVE_INPUTS = 4096
 """Most inputs listed to find the pairs of non-positional SOps exactly."""
 
+PROBE_WORK = 5_000_000
+"""Most SOp evaluations at (token, index, length) states before the program question falls
+back to every combination of values (a superset of its pairs: "fits" stays sound)."""
+
 
 @dataclass(frozen=True)
 class Witness:
@@ -125,6 +129,15 @@ def program_domain(
     vocab = tuple(sort_values(vocab))
     involved = tuple(dict.fromkeys(query_sops + key_sops))
     positional = {label for label in involved if is_positional(sops[label])}
+    states = len(vocab) * max_seq_len * (max_seq_len + 1) // 2 * len(involved)
+    if states > PROBE_WORK:
+        # Too many positions to evaluate: every combination is a superset of the program's pairs.
+        free = free_domain(query_sops, key_sops, values)
+        how = (
+            f"{states:,} (token, index, length) evaluations exceed {PROBE_WORK:,}: every combination of "
+            f"values taken instead"
+        )
+        return Domain("program", False, how, query_sops, key_sops, free.query_tuples, free.key_tuples, free.realised, causal)
     if len(positional) == len(involved):
         return _positional(query_sops, key_sops, sops, vocab, max_seq_len, values, causal)
     inputs = sum(len(vocab) ** n for n in range(1, max_seq_len + 1))
