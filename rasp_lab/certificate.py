@@ -625,31 +625,33 @@ def _linear_noise(mlp: MLPBlock, on: np.ndarray, errors: np.ndarray) -> np.ndarr
     units, keeping their cancellation: units that read the inputs with the same weights
     (the two units of a clamp or a step; their biases differ) move together, so per output
     their weights add before taking the size. Groups are of (input weights, output) pairs:
-    sum over groups of |sum of on units' output weights| * (errors @ |input weights|)."""
+    sum over groups of |sum of on units' output weights| * (errors @ |input weights|).
+    Vectorised by sorting edges into groups (no dense edge x group matrix)."""
     w_in, w_out = mlp.w_in, mlp.w_out  # [inputs, hidden], [hidden, outputs]
-    reads = np.array([d != ONE for d in mlp.inputs])
+    n_out = w_out.shape[1]
+    reads = np.array([d != ONE for d in mlp.inputs], dtype=bool)
     units, outputs = np.nonzero(w_out)  # one edge per (unit, output) weight
     if not len(units):
-        return np.zeros((len(on), w_out.shape[1]))
-    keys: dict[tuple[bytes, int], int] = {}
-    group = np.empty(len(units), dtype=int)
-    first_unit: list[int] = []
-    group_output: list[int] = []
-    for e, (j, k) in enumerate(zip(units, outputs)):
-        key = (np.ascontiguousarray(w_in[reads, j]).tobytes(), int(k))
-        if key not in keys:
-            keys[key] = len(first_unit)
-            first_unit.append(int(j))
-            group_output.append(int(k))
-        group[e] = keys[key]
-    n_groups = len(first_unit)
-    member = np.zeros((len(units), n_groups))  # [edges, groups]
-    member[np.arange(len(units)), group] = w_out[units, outputs]
-    coefficient = on[:, units].astype(float) @ member  # [configs, groups]
+        return np.zeros((len(on), n_out))
+    # Units with equal input weights (bias aside) share a row id.
+    _, unit_kind = np.unique(w_in[reads].T, axis=0, return_inverse=True)  # [hidden]
+    unit_kind = np.asarray(unit_kind).reshape(-1)
+    edge_key = unit_kind[units].astype(np.int64) * n_out + outputs  # [edges]
+    order = np.argsort(edge_key, kind="stable")
+    keys = edge_key[order]
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))  # [groups]
+    first_unit = units[order][starts]
+    group_output = outputs[order][starts]
+    weighted = on[:, units[order]] * w_out[units[order], outputs[order]][None, :]  # [configs, edges]
+    coefficient = np.add.reduceat(weighted, starts, axis=1)  # [configs, groups]
     noise = errors[:, reads] @ np.abs(w_in[np.ix_(reads, first_unit)])  # [configs, groups]
-    scatter = np.zeros((n_groups, w_out.shape[1]))  # [groups, outputs]
-    scatter[np.arange(n_groups), group_output] = 1.0
-    return (np.abs(coefficient) * noise) @ scatter
+    contribution = np.abs(coefficient) * noise  # [configs, groups]
+    by_output = np.argsort(group_output, kind="stable")
+    out_keys = group_output[by_output]
+    out_starts = np.flatnonzero(np.concatenate([[True], out_keys[1:] != out_keys[:-1]]))
+    result = np.zeros((len(on), n_out))
+    result[:, out_keys[out_starts]] = np.add.reduceat(contribution[:, by_output], out_starts, axis=1)
+    return result
 
 
 def _blocks(directions: Sequence[Direction], owner) -> dict[str, list[int]]:
