@@ -32,6 +32,11 @@ COMPILE_SEARCH_BUDGET = 96
 """Inputs the compiler's validation evaluates (`validate` itself tries more). What it misses,
 a categorical Aggregate averaging different values, the model reports as a DecodingError."""
 
+COMPILE_SEARCH_CELLS = 300_000
+"""Most evaluator cells (length^2 per selector, Aggregate and SelectorWidth) those inputs may
+compute, about a third of a second: at large max_seq_len the check tries fewer long inputs
+rather than costing more than the rest of the compile. `validate()` searches in full."""
+
 
 def compile_rasp_to_model(
     program: rasp.SOp,
@@ -70,7 +75,7 @@ def compile_rasp_to_model(
     if not (isinstance(leak, float | int) and 0 < leak < 1):
         raise ValueError(f"leak must be a bound strictly between 0 and 1, got {leak!r}")
     sets = value_sets(program, vocab, max_seq_len, work_limit=work_limit)
-    errors = [p for p in check(program, sets, causal=causal, budget=COMPILE_SEARCH_BUDGET) if p.severity == "error"]
+    errors = [p for p in check(program, sets, causal=causal, budget=COMPILE_SEARCH_BUDGET, max_cells=COMPILE_SEARCH_CELLS) if p.severity == "error"]
     if errors:
         raise ValidationError(errors)
     discretisers = plan_discretisers(program, sets)

@@ -127,6 +127,14 @@ def _evaluate_node(node: rasp.RASPExpr, xs: list[Any], values: dict[int, Any], c
         return list(node.value[:n])
     if isinstance(node, rasp.Select):
         keys, queries = of(node.keys), of(node.queries)
+        if isinstance(node.predicate, rasp.Comparison):
+            # The common case without a call per cell through the enum; any exception falls
+            # back to the general path, which names the offending pair.
+            op = rasp.comparison_operator(node.predicate)
+            try:
+                return [[k is not None and q is not None and bool(op(k, q)) for k in keys] for q in queries]
+            except Exception:  # noqa: BLE001 - re-raised with the pair below
+                pass
         return [[_predicate(node, k, q) for k in keys] for q in queries]
     if isinstance(node, rasp.ConstantSelector):
         rows = node.value

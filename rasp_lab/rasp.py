@@ -610,6 +610,11 @@ _COMPARISONS: dict[Comparison, Callable[[Any, Any], Any]] = {
 }
 
 
+def comparison_operator(comparison: Comparison) -> Callable[[Any, Any], Any]:
+    """The plain function behind a Comparison (no None check: callers handle None)."""
+    return _COMPARISONS[comparison]
+
+
 class Select(Selector):
     """Query position q selects key position k when `predicate(keys[k], queries[q])`."""
 

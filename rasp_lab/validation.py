@@ -114,13 +114,20 @@ def dynamic_work(graph: ProgramGraph, vocab_size: int, max_seq_len: int, budget:
 
 
 def check(
-    program: rasp.RASPExpr, sets: ValueSets, *, causal: bool = False, budget: int = SEARCH_BUDGET
+    program: rasp.RASPExpr,
+    sets: ValueSets,
+    *,
+    causal: bool = False,
+    budget: int = SEARCH_BUDGET,
+    max_cells: int | None = None,
 ) -> list[Problem]:
     """`validate` for value sets already computed (the compiler's entry point); `budget`
-    is how many inputs the dynamic check evaluates."""
+    is how many inputs the dynamic check evaluates, `max_cells` (if given) caps the cells
+    they compute (see dynamic_work): the compiler's check then costs the same at any length,
+    trying fewer long inputs where each is dear."""
     checker = _Checker(sets, sets.graph)
     checker.static()
-    checker.dynamic(program, sorted(sets.vocab, key=repr), sets.max_seq_len, causal, budget)
+    checker.dynamic(program, sorted(sets.vocab, key=repr), sets.max_seq_len, causal, budget, max_cells)
     return sorted(checker.problems.values(), key=lambda p: (p.severity != "error", checker.rank(p.label)))
 
 
@@ -358,8 +365,16 @@ class _Checker:
 
     # ----------------------------------------------------------------- dynamic checks
 
-    def dynamic(self, program: rasp.RASPExpr, vocab: list, max_seq_len: int, causal: bool, budget: int) -> None:
+    def dynamic(
+        self, program: rasp.RASPExpr, vocab: list, max_seq_len: int, causal: bool, budget: int, max_cells: int | None = None
+    ) -> None:
+        square = sum(isinstance(e, (rasp.Selector, rasp.Aggregate, rasp.SelectorWidth)) for e in self.graph.nodes.values())
+        linear = len(self.graph.nodes) - square
+        cells = 0
         for xs in _search_inputs(vocab, max_seq_len, budget):
+            cells += square * len(xs) ** 2 + linear * len(xs)
+            if max_cells is not None and cells > max_cells:
+                break
             try:
                 evaluate(program, xs, causal=causal)
             except EvaluationError as err:
