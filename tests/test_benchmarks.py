@@ -42,6 +42,16 @@ def test_selector_analysis_benchmark(capsys):
     assert ["program", "OR", "copi", "3", "2"] == rows[-1][:5] and rows[-1][7] == "factored"
 
 
+def test_scaling_benchmark(capsys):
+    assert run("scaling.py", "--smoke") == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("length ", "hist "))]
+    assert [(r[0], r[1], r[3]) for r in rows if r[1].isdigit()] == [
+        ("length", "4", "yes"), ("length", "8", "yes"), ("hist", "4", "yes"), ("hist", "8", "yes")
+    ]
+    assert "growth exponent: rasp_lab" in out
+
+
 def test_compare_tracr_builds_the_same_programs():
     """The two DSLs' builds agree on rasp_lab's side (Tracr's side needs the extra)."""
     namespace = runpy.run_path(str(BENCH / "compare_tracr.py"))
@@ -53,7 +63,7 @@ def test_compare_tracr_builds_the_same_programs():
             assert len(rasp.evaluate(program, xs)) == len(xs)
 
 
-@pytest.mark.parametrize("script", ["zoo.py", "exhaustive.py", "selector_scaling.py", "selector_analysis.py", "compare_tracr.py"])
+@pytest.mark.parametrize("script", ["zoo.py", "exhaustive.py", "selector_scaling.py", "selector_analysis.py", "scaling.py", "compare_tracr.py"])
 def test_scripts_have_usage(script):
     text = (BENCH / script).read_text()
     assert text.startswith('"""') and "python benchmarks/" in text
