@@ -140,6 +140,7 @@ class _Builder:
         self.exact: set[str] = {"tokens", "indices"}
         """SOps whose one-hots are exactly 0 or 1 in float32 (embedded, or looked up from
         such): their lookups need no margin below 0 for noise."""
+        self._sets: dict[int, tuple[tuple[Direction, ...], frozenset[Direction]]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -316,7 +317,15 @@ class _Builder:
         if encoding is rasp.Encoding.NUMERICAL:
             return {outputs[0]: float(value)} if value != 0 else {}
         direction = Direction(outputs[0].name, value)
-        return {direction: 1.0} if direction in outputs else {}
+        return {direction: 1.0} if direction in self._direction_set(outputs) else {}
+
+    def _direction_set(self, outputs: tuple[Direction, ...]) -> frozenset[Direction]:
+        """`outputs` as a set, built once per tuple: a lookup per table entry, not a scan."""
+        known = self._sets.get(id(outputs))
+        if known is None or known[0] is not outputs:
+            known = (outputs, frozenset(outputs))
+            self._sets[id(outputs)] = known
+        return known[1]
 
     def _categorical_map(self, label: str, expr: rasp.Map, encoding: rasp.Encoding) -> NodeBlock:
         inner = self.node(expr.inner.label)
