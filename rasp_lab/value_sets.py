@@ -201,6 +201,29 @@ class _Inference:
                 for token in self.tokens:
                     yield token, index, length
 
+    def _states_read_by(self, exprs: list[rasp.SOp]) -> Iterator[tuple]:
+        """The (token, index, length) states that differ in what these leaves read: the
+        token only if one is `tokens`, the index only if one is `indices` or a ConstantSOp,
+        the length only if one is `length` (a fixed, valid stand-in for the rest)."""
+        token = any(isinstance(e, rasp.TokensType) for e in exprs)
+        index = any(isinstance(e, (rasp.IndicesType, rasp.ConstantSOp)) for e in exprs)
+        length = any(isinstance(e, rasp.LengthType) for e in exprs)
+        if token and index and length:
+            yield from self._states()
+            return
+        tokens = self.tokens if token else self.tokens[:1]
+        if index and length:
+            places: Iterable[tuple[int, int]] = ((i, n) for n in range(1, self.n + 1) for i in range(n))
+        elif index:
+            places = ((i, i + 1) for i in range(self.n))
+        elif length:
+            places = ((0, n) for n in range(1, self.n + 1))
+        else:
+            places = ((0, 1),)
+        for i, n in places:
+            for t in tokens:
+                yield t, i, n
+
     def _plan_sources(self) -> None:
         """Each SOp's sources and which SOps are local leaves, from the structure alone."""
         for label in self.graph.order:
@@ -269,7 +292,7 @@ class _Inference:
         """The distinct joint values of these local leaves over every (token, index, length)."""
         exprs = [self.graph.nodes[leaf] for leaf in leaves]
         seen: dict[tuple, None] = {}
-        for state in self._states():
+        for state in self._states_read_by(exprs):
             values = []
             for expr in exprs:
                 ok, value = _leaf_value(expr, state)
