@@ -516,6 +516,7 @@ class _Checker:
         k_out = np.count_nonzero(w_out, axis=0)  # terms per output
         noise = errors @ np.abs(w_in)  # input errors through the first layer
         f32_pre = gamma_array(k_in + 2) * ((np.abs(configs) + errors) @ np.abs(w_in))
+        f32_pre = np.where(_reads_one_input(mlp)[None, :], _two_term_rounding(mlp, configs, errors, pre), f32_pre)
         radius = noise + f32_pre
         on = pre - radius >= 0
         off = pre + radius <= 0
@@ -618,6 +619,32 @@ def _exact_mlp(configs: np.ndarray, mlp: MLPBlock, hidden: np.ndarray) -> bool:
         if gx is None or gw is None or not _fits(np.abs(x) @ np.abs(w), gx + gw):
             return False
     return True
+
+
+def _reads_one_input(mlp: MLPBlock) -> np.ndarray:
+    """[hidden] bool: units whose pre-activation is one input times its weight plus a bias
+    (ONE times a constant): a two-term dot product."""
+    reads = np.array([d != ONE for d in mlp.inputs], dtype=bool)
+    one = np.array([d == ONE for d in mlp.inputs], dtype=bool)
+    return (np.count_nonzero(mlp.w_in[reads], axis=0) == 1) & (np.count_nonzero(mlp.w_in[one], axis=0) <= 1)
+
+
+def _two_term_rounding(mlp: MLPBlock, configs: np.ndarray, errors: np.ndarray, pre: np.ndarray) -> np.ndarray:
+    """[configs, hidden]: float32's error in x*s + b (b = ONE's weight, and 1*b is exact),
+    in any order, fused or not: at most u|x s| for the product (none when s is a power of
+    two >= 1) and u|x s + b| for the sum (u(1+u) and u, both under gamma(1); gamma(2) keeps
+    a margin). The generic bound, gamma(k)(|x s| + |b|), counts |b| in full: for a steep
+    step x s and b nearly cancel, and it is many times this. x is the actual input: within
+    `errors` of the config."""
+    reads = np.array([d != ONE for d in mlp.inputs], dtype=bool)
+    w = np.abs(mlp.w_in[reads])  # [inputs read, hidden]
+    mantissa, _ = np.frexp(w.max(axis=0, initial=0.0))
+    # x times a power of two >= 1 is exact in float32 (no underflow, and an overflow would
+    # be inf, which no finite bound allows): then only the sum rounds.
+    exact_product = (mantissa == 0.5) & (w.max(axis=0, initial=0.0) >= 1.0)  # [hidden]
+    product = (np.abs(configs[:, reads]) + errors[:, reads]) @ w  # [configs, hidden]
+    moved = errors[:, reads] @ w
+    return gamma(2) * (np.where(exact_product[None, :], 0.0, product) + np.abs(pre) + moved)
 
 
 def _linear_noise(mlp: MLPBlock, on: np.ndarray, errors: np.ndarray) -> np.ndarray:

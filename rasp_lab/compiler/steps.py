@@ -6,8 +6,10 @@ where one such MLP is too wide for float32 (rasp_lab.compiler.discretiser_plans)
 For reachable values v_0 < ... < v_k with outputs g(v_i) the MLP computes
 g(v_0) + sum_i delta_i * step_i(x), with one step per threshold t_i = (v_{i-1} + v_i) / 2
 where the output changes by delta_i. step_i(x) = clamp(L (x - t_i) + 1/2, 0, 1) =
-ReLU(a) - ReLU(a - 1), a = L (x - t_i) + 1/2, with sharpness L = 2 / (v_i - v_{i-1}):
-exact while x is within (v_i - v_{i-1}) / 4 of a reachable value.
+ReLU(a) - ReLU(a - 1), a = L (x - t_i) + 1/2, with sharpness L the power of two at or
+above 2 / (v_i - v_{i-1}): exact while x is within (v_i - v_{i-1}) / 4 of a reachable
+value. A power of two makes the product L x exact in float32, so the certificate
+bounds each pre-activation's rounding by its own size, not by |L x| + |bias|.
 
 Far from its threshold both units of a step are of size L * |x - t_i|; only their
 difference (0 or 1) reaches the output. Each step therefore faces the nearer end of the
@@ -58,20 +60,36 @@ def clamped_steps(points: Sequence[tuple[float, Mapping[Hashable, float]]]) -> S
         if not delta:
             continue  # same output on both sides: no step, and no precision needed here
         gap = x1 - x0
-        sharpness = 2.0 / gap
+        sharpness = _power_of_two_at_least(2.0 / gap)
         threshold = (x0 + x1) / 2
-        tolerance = min(tolerance, gap / 4)
         if highest - threshold <= threshold - lowest:
-            slope, bias = sharpness, -sharpness * threshold
+            slope, bias = sharpness, _dyadic(-sharpness * threshold)
         else:  # from above: delta * step = delta - delta * clamp(L (t - x) + 1/2)
             for k, v in delta.items():
                 constant[k] = constant.get(k, 0.0) + v
             delta = {k: -v for k, v in delta.items()}
-            slope, bias = -sharpness, sharpness * threshold
+            slope, bias = -sharpness, _dyadic(sharpness * threshold)
+        # The dyadic bias moves the threshold by at most 1/512 of the gap.
+        tolerance = min(tolerance, gap / 4 - abs(bias + slope * threshold) / sharpness)
         pairs.append(Unit(slope, bias + 0.5, delta))
         pairs.append(Unit(slope, bias - 0.5, {k: -v for k, v in delta.items()}))
     constant = {k: v for k, v in constant.items() if v != 0}
     return Steps((Unit(0.0, 1.0, constant), *pairs), tolerance)
+
+
+def _dyadic(bias: float) -> float:
+    """`bias` rounded to a power-of-two grid (at most 1/256, at least float32's spacing at
+    its size) on which bias + 1/2 and bias - 1/2 are float32 numbers exactly: a step's two
+    units then differ by exactly 1 wherever the input is exact."""
+    size = abs(bias) + 0.5
+    grid = 2.0 ** min(-1, max(-8, math.ceil(math.log2(size)) - 23))
+    return round(bias / grid) * grid
+
+
+def _power_of_two_at_least(x: float) -> float:
+    """The power of two at or above x: float32 multiplies by it exactly (from 1 up, always),
+    so a step's pre-activation rounds once, relative to its own size near the threshold."""
+    return 2.0 ** math.ceil(math.log2(x))
 
 
 def rounding_scale(steps: Steps, xs: Sequence[float]) -> float:
