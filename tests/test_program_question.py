@@ -293,3 +293,95 @@ def test_the_selector_package_imports_nothing_from_the_compiler():
     errors = pathlib.Path(rasp_lab.__file__).parent / "errors.py"
     imports = [n for n in ast.walk(ast.parse(errors.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert [getattr(n, "module", None) for n in imports] == ["__future__"]
+
+
+# ------------------------------------------------------- hostile use (an outside review)
+
+
+class RaisesAtZeroZero:
+    """(token, index) -> 10 t + i, raising at (0, 0): inputs starting with 0 raise."""
+
+    def __call__(self, t: int, i: int) -> int:
+        if t == 0 and i == 0:
+            raise ValueError("no value at (0, 0)")
+        return 10 * t + i
+
+    def __rasp_fingerprint__(self) -> str:
+        return "raises-at-0-0"
+
+
+def test_an_sop_that_raises_somewhere_is_not_probed_as_if_positions_were_independent():
+    """A probe [t] * n raises as a whole, so its positions can't vouch for mixed inputs: the
+    domain is listed input by input instead, and the weights are right on every pair."""
+    s = rasp.SequenceMap(RaisesAtZeroZero(), T, IDX).named("s")
+    selector = rasp.Select(T, s, C.EQ) | rasp.Select(s, s, C.LEQ)
+    a = analyze(selector, vocab={0, 1}, max_seq_len=2)
+    assert a.domain.exact and "inputs evaluated" in a.domain.how
+    inputs = [[1], [1, 0], [1, 1]]  # every input that evaluates ([0] and [0, x] raise)
+    assert realised_pairs(a) == brute_force_pairs(selector, a, False, inputs)
+    assert a.check()
+
+
+def test_check_returns_false_rather_than_raising_on_a_witness_that_raises():
+    a = analyze(rasp.Select(T, T, C.EQ) | rasp.Select(named_map("tpar", lambda t: t % 2, T), IDX, C.LT), vocab={0, 1, 2}, max_seq_len=3)
+    from rasp_lab.selectors.domain import check_witness
+
+    class Boom:
+        def __call__(self, x: int) -> int:
+            raise ZeroDivisionError
+
+        def __rasp_fingerprint__(self) -> str:
+            return "boom"
+
+    boom = rasp.Select(rasp.Map(Boom(), T).named("boom"), T, C.EQ)
+    q, k = a.query_tuples[0], a.key_tuples[0]
+    assert check_witness(boom, a.domain, q, k, True) is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"domain": ["program"]}, "domain must be 'program' or 'product'"),
+        ({"time_limit": -1}, "time_limit must be a number of seconds >= 0"),
+        ({"time_limit": float("nan")}, "time_limit must be a number of seconds >= 0"),
+        ({"time_limit": "x"}, "time_limit must be a number of seconds >= 0"),
+        ({"rank_seconds": None}, "rank_seconds must be a number of seconds >= 0"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_message(kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        analyze(rasp.Select(T, T, C.EQ) | rasp.Select(IDX, IDX, C.LT), vocab={0, 1}, max_seq_len=3, **kwargs)
+
+
+def test_two_sops_under_one_label_are_refused_as_compile_refuses_them():
+    first = rasp.Map(Fn("a", lambda t: t % 2), T).named("dup")
+    second = rasp.Map(Fn("b", lambda t: (t + 1) % 2), T).named("dup")
+    with pytest.raises(rasp_lab.LabelCollisionError):
+        analyze(rasp.Select(first, T, C.EQ) | rasp.Select(second, T, C.EQ), vocab={0, 1}, max_seq_len=3)
+
+
+def test_value_sets_that_leave_out_a_value_the_program_takes_are_refused():
+    tpar = named_map("tpar", lambda t: t % 2, T)
+    selector = rasp.Select(T, T, C.EQ) | rasp.Select(tpar, T, C.NEQ)
+    with pytest.raises(ValueError, match="'tokens' takes the value 2"):
+        analyze(selector, vocab={0, 1, 2}, max_seq_len=3, value_sets={"tokens": {0, 1}, "tpar": {0, 1}}, domain="program").describe()
+
+
+def test_describe_names_the_inputs_and_an_over_approximation_as_a_superset():
+    counts = rasp.SelectorWidth(rasp.Select(T, T, C.EQ)).named("counts")
+    over = analyze(rasp.Select(counts, T, C.LT) | rasp.Select(T, counts, C.EQ), vocab=set(range(6)), max_seq_len=6)
+    text = over.describe()
+    assert "inputs up to length 6 over 6 tokens, not causal" in text
+    assert "a superset of those some input realises" in text and "any head right on these pairs needs" in text
+
+
+def test_an_lp_too_large_to_build_is_undecided_not_an_allocation(monkeypatch: pytest.MonkeyPatch):
+    import rasp_lab.selectors.analysis as analysis_module
+
+    monkeypatch.setattr(analysis_module, "LP_ENTRIES", 10)
+    q1 = named_map("q_one", lambda i: i % 3, IDX)
+    q2 = named_map("q_two", lambda i: (i + 1) % 3, IDX)
+    a = analyze(rasp.Select(T, q1, C.EQ) | rasp.Select(T, q2, C.EQ), vocab=set(VOCAB), max_seq_len=MAX_SEQ_LEN, domain="product")
+    assert a.fits["factored"].method == "stopped" and not a.fits["factored"].decided
+    assert a.fits["product_both"].fits  # one table: no LP
+    assert a.check()

@@ -29,6 +29,7 @@ import numpy as np
 
 from rasp_lab import rasp
 from rasp_lab.artifact import sort_values
+from rasp_lab.graph import build_graph
 from rasp_lab.selectors.algebra import involved_sops, is_conjunction, selector_atoms, shallow_equivalent
 from rasp_lab.selectors.domain import Domain, check_witness, free_domain, program_domain
 from rasp_lab.selectors.heads import ENCODINGS, Atom, Block, FarkasCertificate, Fit, HeadWeights, Rectangle
@@ -43,6 +44,10 @@ far is reported as 'at least r (search stopped)'."""
 
 RECTANGLE_CHECKS = 200_000
 """Pairs of selected keys the rectangle search tries before leaving the verdict to the LP."""
+
+LP_ENTRIES = 20_000_000
+"""Largest LP (realised pairs times the columns each row touches) built; past it the
+encoding is left undecided (method 'stopped') instead of exhausting memory."""
 
 CORNER_PAIRS = 20_000
 """Domains with more pairs are first tried on corners (see _Context.corners)."""
@@ -88,8 +93,12 @@ def analyze(
         raise TypeError(f"analyze() takes a selector, got {type(selector).__name__} {selector!r}")
     if domain is None:
         domain = "program" if vocab is not None and max_seq_len is not None else "product"
-    if domain not in QUESTIONS:
+    if not isinstance(domain, str) or domain not in QUESTIONS:
         raise ValueError(f"domain must be 'program' or 'product', got {domain!r}")
+    for name, seconds in (("time_limit", time_limit), ("rank_seconds", rank_seconds)):
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+            raise ValueError(f"{name} must be a number of seconds >= 0, got {seconds!r}")
+    build_graph(selector)  # two different SOps under one label: LabelCollisionError, as compile says
     question = QUESTIONS[domain]
     if question == "program" and (vocab is None or max_seq_len is None):
         raise TypeError("analyze(domain='program') needs vocab= and max_seq_len=: the program's inputs")
@@ -233,7 +242,7 @@ class SelectorAnalysis:
             # Tables are 2 per satisfied group; BOS one unit higher reaches the top, 2m.
             return HeadWeights(base.query_blocks, base.key_blocks, base.tables, base.key_bias, base.bos_query, base.bos_const + 1.0, base.margin)
         try:
-            return ctx.program(q_blocks, k_blocks, width=True).feasible()
+            return ctx.program(q_blocks, k_blocks, width=True)[0].feasible()
         except LPStopped:
             return None
 
@@ -376,8 +385,10 @@ class SelectorAnalysis:
         lines.append("  widths: " + ", ".join(f"{k}={'-' if v is None else v}" for k, v in self.widths.items()))
         lower, upper = self.band()
         stopped = "" if self.rank_search_complete else " (search stopped)"
+        over = self.question == "program" and not self.domain.exact
+        who = "any head right on these pairs needs" if over else "any head needs"
         lines.append(
-            f"  QK rank band [{lower}, {upper}]: any head needs at least {lower}{stopped} "
+            f"  QK rank band [{lower}, {upper}]: {who} at least {lower}{stopped} "
             f"(induced matching of {len(self.induced_matching)} unselected pairs); "
             f"the {self.encoding} head rasp_lab builds has rank {upper}"
         )
@@ -518,16 +529,30 @@ class _Context:
             yield rows, cols
             size = size + 1 if size < 4 else size * 3 // 2
 
-    def program(self, q_blocks, k_blocks, *, width: bool = False, rows=None, cols=None) -> LinearProgram:
-        realised = self.realised
-        if rows is not None:
-            realised = realised & rows[:, None] & cols[None, :]
-        return LinearProgram(
-            self.pattern, realised, q_blocks, k_blocks,
-            self.indices(q_blocks, self.query_sops, self.query_tuples),
-            self.indices(k_blocks, self.key_sops, self.key_tuples),
-            width=width, time_limit=self.time_limit,
+    def program(
+        self, q_blocks, k_blocks, *, width: bool = False, rows=None, cols=None, deadline: float | None = None
+    ) -> tuple[LinearProgram, tuple[tuple, ...], tuple[tuple, ...]]:
+        """The LP over the domain, or over the query tuples `rows` and key tuples `cols`
+        (bool masks) only; with the tuples its rows are indexed by. Raises LPStopped when
+        the LP would be too large to build, or the deadline has passed."""
+        q_rows = np.arange(len(self.query_tuples)) if rows is None else np.flatnonzero(rows)
+        k_cols = np.arange(len(self.key_tuples)) if cols is None else np.flatnonzero(cols)
+        sub = np.ix_(q_rows, k_cols)
+        pairs = int(self.realised[sub].sum())
+        if pairs * (len(q_blocks) * len(k_blocks) + len(k_blocks) + len(q_blocks) + 2) > LP_ENTRIES:
+            raise LPStopped
+        q_tuples = tuple(self.query_tuples[i] for i in q_rows)
+        k_tuples = tuple(self.key_tuples[i] for i in k_cols)
+        left = self.time_limit if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            raise LPStopped
+        lp = LinearProgram(
+            self.pattern[sub], self.realised[sub], q_blocks, k_blocks,
+            self.indices(q_blocks, self.query_sops, q_tuples),
+            self.indices(k_blocks, self.key_sops, k_tuples),
+            width=width, time_limit=left,
         )
+        return lp, q_tuples, k_tuples
 
     def decide(self, encoding: str) -> Fit:
         q_blocks, k_blocks = self.blocks(encoding)
@@ -538,14 +563,15 @@ class _Context:
                 return Fit(encoding, width, False, None, rectangle, "rectangle")
         if len(q_blocks) == 1 and len(k_blocks) == 1:
             return Fit(encoding, width, True, self.table_weights(q_blocks, k_blocks), None, "single-pair")
+        deadline = time.monotonic() + self.time_limit
         try:
             for rows, cols in self.corners():
                 # A corner's rows are some of the full LP's rows: infeasible there, infeasible
                 # everywhere, and its Farkas certificate is one for the whole domain.
-                small = self.program(q_blocks, k_blocks, rows=rows, cols=cols)
+                small, q_sub, k_sub = self.program(q_blocks, k_blocks, rows=rows, cols=cols, deadline=deadline)
                 if small.feasible() is None:
-                    return Fit(encoding, width, False, None, small.certificate(self.query_tuples, self.key_tuples), "farkas")
-            lp = self.program(q_blocks, k_blocks)
+                    return Fit(encoding, width, False, None, small.certificate(q_sub, k_sub), "farkas")
+            lp, _, _ = self.program(q_blocks, k_blocks, deadline=deadline)
             weights = lp.feasible()
             if weights is not None:
                 if self.domain.question == "program":
@@ -763,10 +789,22 @@ def _certificate_holds(cert: FarkasCertificate, encoding: str, a: SelectorAnalys
 
     ctx = a._ctx
     q_blocks, k_blocks = ctx.blocks(encoding)
-    lp = ctx.program(q_blocks, k_blocks)
+    # Only the rows and columns the certificate names: its LP is small however large the domain.
+    q_all = {t: i for i, t in enumerate(a.query_tuples)}
+    k_all = {t: i for i, t in enumerate(a.key_tuples)}
+    named_q = {qt for _, qt, _, _ in cert.inequalities} | {qt for qt, _, _ in cert.equalities}
+    named_k = {kt for kind, _, kt, _ in cert.inequalities if kind == "unselected"} | {kt for _, kt, _ in cert.equalities}
+    if any(t not in q_all for t in named_q) or any(t not in k_all for t in named_k):
+        return False
+    rows = np.zeros(len(a.query_tuples), dtype=bool)
+    rows[[q_all[t] for t in named_q]] = True
+    cols = np.zeros(len(a.key_tuples), dtype=bool)
+    cols[[k_all[t] for t in named_k]] = True
+    lp, q_sub, k_sub = ctx.program(q_blocks, k_blocks, rows=rows, cols=cols)
     total: dict[Any, Fraction] = {}
-    q_of = {t: i for i, t in enumerate(a.query_tuples)}
-    k_of = {t: i for i, t in enumerate(a.key_tuples)}
+    q_of = {t: i for i, t in enumerate(q_sub)}
+    k_of = {t: i for i, t in enumerate(k_sub)}
+    pattern, realised = a.pattern[np.ix_(np.flatnonzero(rows), np.flatnonzero(cols))], a.realised[np.ix_(np.flatnonzero(rows), np.flatnonzero(cols))]
 
     def add(cols: list[int], weight: Fraction) -> None:
         for c in cols:
@@ -778,12 +816,12 @@ def _certificate_holds(cert: FarkasCertificate, encoding: str, a: SelectorAnalys
             return False
         if kind == "unselected":
             k = k_of[kt]
-            if a.pattern[q, k] or not a.realised[q, k]:
+            if pattern[q, k] or not realised[q, k]:
                 return False
             add(lp.logit_cols(q, k), weight)
             add(lp.bos_cols(q), -weight)
         elif kind == "bos-below-selected":
-            if not (a.pattern[q] & a.realised[q]).any():
+            if not (a.pattern[q_all[qt]] & a.realised[q_all[qt]]).any():
                 return False
             add(lp.bos_cols(q), weight)
             add([lp.m_off + q], -weight)
@@ -791,7 +829,7 @@ def _certificate_holds(cert: FarkasCertificate, encoding: str, a: SelectorAnalys
             return False
     for qt, kt, weight in cert.equalities:
         q, k = q_of[qt], k_of[kt]
-        if not (a.pattern[q, k] and a.realised[q, k]):
+        if not (pattern[q, k] and realised[q, k]):
             return False
         add(lp.logit_cols(q, k), weight)
         add([lp.m_off + q], -weight)

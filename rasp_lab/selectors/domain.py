@@ -23,6 +23,7 @@ SOps unless they are conjunctions, which need no analysis).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class Domain:
     """[n_query_tuples, n_key_tuples] bool."""
     causal: bool = False
     _witness: Any = field(default=None, repr=False, compare=False)
+    vocab_size: int = 0
+    max_seq_len: int = 0
 
     @property
     def pairs(self) -> int:
@@ -81,10 +84,12 @@ class Domain:
     def describe(self) -> str:
         if self.question == "free":
             return "the free question: every combination of the involved SOps' values"
-        scope = "exact" if self.exact else "over-approximated (a superset of the realised pairs)"
+        inputs = f"inputs up to length {self.max_seq_len} over {self.vocab_size} tokens, {'causal' if self.causal else 'not causal'}"
+        if self.exact:
+            return f"the program question ({inputs}): the {self.pairs} (query, key) tuple pairs some input realises, exact; {self.how}"
         return (
-            f"the program question{' (causal)' if self.causal else ''}: the {self.pairs} (query, key) "
-            f"tuple pairs some input realises, {scope}; {self.how}"
+            f"the program question ({inputs}): {self.pairs} (query, key) tuple pairs, a superset of those some input "
+            f"realises (over-approximated); {self.how}"
         )
 
 
@@ -127,6 +132,11 @@ def program_domain(
     """The program question's domain (see the module docstring). `values` holds every
     involved SOp's non-None values (for over-approximated coordinates)."""
     vocab = tuple(sort_values(vocab))
+    domain = _program_domain(selector, sops, query_sops, key_sops, vocab, max_seq_len, values, causal)
+    return dataclasses.replace(domain, vocab_size=len(vocab), max_seq_len=max_seq_len)
+
+
+def _program_domain(selector, sops, query_sops, key_sops, vocab, max_seq_len, values, causal) -> Domain:
     involved = tuple(dict.fromkeys(query_sops + key_sops))
     positional = {label for label in involved if is_positional(sops[label])}
     states = len(vocab) * max_seq_len * (max_seq_len + 1) // 2 * len(involved)
@@ -138,12 +148,22 @@ def program_domain(
             f"values taken instead"
         )
         return Domain("program", False, how, query_sops, key_sops, free.query_tuples, free.key_tuples, free.realised, causal)
-    if len(positional) == len(involved):
-        return _positional(query_sops, key_sops, sops, vocab, max_seq_len, values, causal)
     inputs = sum(len(vocab) ** n for n in range(1, max_seq_len + 1))
+    probes = _Probes(sops, tuple(sorted(positional)), vocab, max_seq_len, causal, values)
+    if len(positional) == len(involved) and not probes.raised:
+        return _positional(query_sops, key_sops, probes, vocab, max_seq_len, values, causal)
     if inputs <= EXHAUSTIVE_INPUTS:
         return _exhaustive(selector, query_sops, key_sops, vocab, max_seq_len, values, causal, inputs)
-    return _over_approximated(query_sops, key_sops, sops, vocab, max_seq_len, values, causal, positional)
+    if probes.raised:
+        # Positions are not independent when an SOp raises on some: an input holding that
+        # state raises as a whole. Every combination is a superset of what occurs.
+        free = free_domain(query_sops, key_sops, values)
+        how = (
+            f"{probes.raised!r} raises on some inputs and more than {EXHAUSTIVE_INPUTS} inputs would have to "
+            f"be listed: every combination of values taken instead"
+        )
+        return Domain("program", False, how, query_sops, key_sops, free.query_tuples, free.key_tuples, free.realised, causal)
+    return _over_approximated(query_sops, key_sops, probes, vocab, max_seq_len, values, causal, positional)
 
 
 def _order(tuples: Iterable[tuple], sops: tuple[str, ...], values: Mapping[str, tuple]) -> tuple[tuple, ...]:
@@ -161,16 +181,30 @@ class _Probes:
     """Values of positional SOps at every (token, index, length): one probe input [t] * n
     per (length, token), evaluated by the reference evaluator."""
 
-    def __init__(self, sops: Mapping[str, rasp.SOp], labels: tuple[str, ...], vocab: tuple, max_seq_len: int, causal: bool) -> None:
+    def __init__(
+        self, sops: Mapping[str, rasp.SOp], labels: tuple[str, ...], vocab: tuple, max_seq_len: int, causal: bool,
+        known: Mapping[str, tuple],
+    ) -> None:
         self.values: dict[tuple[int, Any], dict[str, list]] = {}
+        self.raised: str | None = None
+        """The label of an SOp that raised on a probe (then positions are not independent)."""
         for n in range(1, max_seq_len + 1):
             for t in vocab:
                 row: dict[str, list] = {}
                 for label in labels:
                     try:
                         row[label] = list(trace(sops[label], [t] * n, causal=causal)[sops[label]])
-                    except Exception:  # noqa: BLE001 - the program raises there: no value
+                    except Exception:  # noqa: BLE001 - the program raises there
                         row[label] = [None] * n
+                        self.raised = self.raised or label
+                        continue
+                    outside = [v for v in row[label] if v is not None and v not in known[label]]
+                    if outside:
+                        raise ValueError(
+                            f"SOp {label!r} takes the value {outside[0]!r} (token {t!r}, length {n}), which its "
+                            f"value set {list(known[label])[:8]} leaves out: the value sets given do not "
+                            f"describe this program"
+                        )
                 self.values[(n, t)] = row
 
     def tuple_at(self, labels: tuple[str, ...], n: int, t: Any, i: int) -> tuple:
@@ -178,9 +212,7 @@ class _Probes:
         return tuple(row[label][i] for label in labels)
 
 
-def _positional(query_sops, key_sops, sops, vocab, max_seq_len, values, causal) -> Domain:
-    involved = tuple(dict.fromkeys(query_sops + key_sops))
-    probes = _Probes(sops, involved, vocab, max_seq_len, causal)
+def _positional(query_sops, key_sops, probes: _Probes, vocab, max_seq_len, values, causal) -> Domain:
     q_at: dict[tuple, list[tuple[int, int, Any]]] = {}
     k_at: dict[tuple, list[tuple[int, int, Any]]] = {}
     for (n, t) in probes.values:
@@ -259,11 +291,11 @@ def _exhaustive(selector, query_sops, key_sops, vocab, max_seq_len, values, caus
     )
 
 
-def _over_approximated(query_sops, key_sops, sops, vocab, max_seq_len, values, causal, positional) -> Domain:
+def _over_approximated(query_sops, key_sops, probes: _Probes, vocab, max_seq_len, values, causal, positional) -> Domain:
     """Positional coordinates as realised; every other coordinate free over its values."""
     q_pos = tuple(s for s in query_sops if s in positional)
     k_pos = tuple(s for s in key_sops if s in positional)
-    inner = _positional(q_pos, k_pos, sops, vocab, max_seq_len, values, causal)
+    inner = _positional(q_pos, k_pos, probes, vocab, max_seq_len, values, causal)
 
     def side(sops_: tuple[str, ...], pos: tuple[str, ...], inner_tuples: tuple[tuple, ...]) -> tuple[list[tuple], list[int]]:
         free = [s for s in sops_ if s not in positional]
@@ -296,7 +328,10 @@ def check_witness(selector: rasp.Selector, domain: Domain, query: tuple, key: tu
     w = domain.witness(query, key)
     if w is None:
         return False
-    values = trace(selector, list(w.input), causal=domain.causal)
+    try:
+        values = trace(selector, list(w.input), causal=domain.causal)
+    except Exception:  # noqa: BLE001 - an input the program raises on witnesses nothing
+        return False
     by_label = values.by_label()
     got_q = tuple(by_label[s][w.query_position] for s in domain.query_sops)
     got_k = tuple(by_label[s][w.key_position] for s in domain.key_sops)
