@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rasp_lab import rasp
 from rasp_lab.artifact import HeadBlock, MLPBlock, ValueInfo
 from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
@@ -486,66 +488,79 @@ class _Builder:
 
     # ------------------------------------------------------------------ heads
 
-    def _plan_qk(self, plan: HeadPlan) -> tuple[list[Direction], list[Direction], dict, list[str]]:
-        """QK entries (table units) from the plan's weights, on the SOps' named directions.
+    def _plan_qk(self, plan: HeadPlan) -> tuple[list[Direction], list[Direction], np.ndarray, list[str]]:
+        """QK (table units) from the plan's weights, on the SOps' named directions: (query
+        directions, key directions, [len(query), len(key)] array, SOps read); both sides
+        start with ONE and BOS.
 
         Each block value is a feature of the residual: a value's own direction; for None
         ("no value"), `one` minus the SOp's one-hot, which is 1 exactly where the SOp has no
         value and 0 at BOS. Tuples of a product block that never occur have no direction
         and are skipped. The BOS query reads only BOS: its logit there beats every key's
-        bias by at least 1.
+        bias by at least 1. Tables are scattered as arrays: a 3,000-token table is one
+        numpy operation, not nine million dictionary updates.
         """
         w = plan.weights
-        entries: dict[tuple[Direction, Direction], float] = {}
 
-        def features(label: str, block_values: tuple) -> list[dict[Direction, float] | None]:
+        def features(label: str, block_values: tuple) -> list[list[tuple[Direction, float]]]:
             known = self.node(label).directions
-            out: list[dict[Direction, float] | None] = []
+            known_set = frozenset(known)
+            out: list[list[tuple[Direction, float]]] = []
             for v in block_values:
                 if v is None:
-                    out.append({ONE: 1.0, **{d: -1.0 for d in known}})
+                    out.append([(ONE, 1.0), *((d, -1.0) for d in known)])
                 else:
-                    out.append({Direction(label, v): 1.0} if Direction(label, v) in known else None)
+                    d = Direction(label, v)
+                    out.append([(d, 1.0)] if d in known_set else [])
             return out
 
         q_feats = [features(plan.query_sops[j], b.values) for j, b in enumerate(w.query_blocks)]
         k_feats = [features(plan.key_sops[i], b.values) for i, b in enumerate(w.key_blocks)]
-        query = list(dict.fromkeys(d for feats in q_feats for f in feats if f for d in f))
-        key = list(dict.fromkeys(d for feats in k_feats for f in feats if f for d in f))
+        query = list(dict.fromkeys([ONE, self.bos_dir, *(d for feats in q_feats for f in feats for d, _ in f)]))
+        key = list(dict.fromkeys([ONE, self.bos_dir, *(d for feats in k_feats for f in feats for d, _ in f)]))
+        q_index = {d: n for n, d in enumerate(query)}
+        k_index = {d: n for n, d in enumerate(key)}
+        qk = np.zeros((len(query), len(key)))  # [query directions, key directions]
 
-        def add(fq: dict[Direction, float], fk: dict[Direction, float], value: float) -> None:
-            if value == 0:
+        def coo(feats: list[list[tuple[Direction, float]]], index: dict[Direction, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """(value position, direction index, coefficient) per feature entry."""
+            rows = [(a, index[d], c) for a, f in enumerate(feats) for d, c in f]
+            if not rows:
+                return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+            arr = np.array(rows, dtype=float)
+            return arr[:, 0].astype(int), arr[:, 1].astype(int), arr[:, 2]
+
+        def scatter(q: tuple, k: tuple, values: np.ndarray) -> None:
+            """qk[q dirs, k dirs] += values[q positions, k positions] * coefficients."""
+            (qa, qd, qc), (kb, kd, kc) = q, k
+            if not len(qa) or not len(kb):
                 return
-            for dq, a in fq.items():
-                for dk, b in fk.items():
-                    entries[(dq, dk)] = entries.get((dq, dk), 0.0) + float(value) * a * b
+            block = values[np.ix_(qa, kb)] * np.outer(qc, kc)  # [q entries, k entries]
+            if len(set(qd.tolist())) == len(qd) and len(set(kd.tolist())) == len(kd):
+                qk[np.ix_(qd, kd)] += block
+            else:
+                np.add.at(qk, (qd[:, None], kd[None, :]), block)
 
-        one, bos = {ONE: 1.0}, {self.bos_dir: 1.0}
+        q_coo = [coo(f, q_index) for f in q_feats]
+        k_coo = [coo(f, k_index) for f in k_feats]
+        one_q = (np.array([0]), np.array([q_index[ONE]]), np.array([1.0]))
+        bos_k = (np.array([0]), np.array([k_index[self.bos_dir]]), np.array([1.0]))
         for (j, i), table in w.tables.items():
-            for a, fq in enumerate(q_feats[j]):
-                if fq is None:
-                    continue
-                for b, fk in enumerate(k_feats[i]):
-                    if fk is not None:
-                        add(fq, fk, table[a, b])
+            scatter(q_coo[j], k_coo[i], np.asarray(table, dtype=float))
         for i, bias in w.key_bias.items():
-            for b, fk in enumerate(k_feats[i]):
-                if fk is not None:
-                    add(one, fk, bias[b])
+            scatter(one_q, k_coo[i], np.asarray(bias, dtype=float)[None, :])
         for j, vec in w.bos_query.items():
-            for a, fq in enumerate(q_feats[j]):
-                if fq is not None:
-                    add(fq, bos, vec[a])
-        add(one, bos, w.bos_const)
+            scatter(q_coo[j], bos_k, np.asarray(vec, dtype=float)[:, None])
+        qk[q_index[ONE], k_index[self.bos_dir]] += w.bos_const
         # The BOS query has no ONE, so every other key scores 0 there: BOS wins by
         # BOS_QUERY_MARGIN margins, so the BOS position holds exactly 0 (see the constant).
-        add(bos, bos, BOS_QUERY_MARGIN * w.margin)
+        qk[q_index[self.bos_dir], k_index[self.bos_dir]] += BOS_QUERY_MARGIN * w.margin
         reads = list(dict.fromkeys([*plan.query_sops, *plan.key_sops]))
-        return query, key, entries, reads
+        return query, key, qk, reads
 
     def _aggregate(self, label: str, expr: rasp.Aggregate, encoding: rasp.Encoding) -> NodeBlock:
         plan = self.plans.heads[label]
-        query, key, entries, reads = self._plan_qk(plan)
+        query, key, qk, reads = self._plan_qk(plan)
         sop = self.node(expr.sop.label)
         outputs = self.directions(label, encoding)
         if encoding is rasp.Encoding.NUMERICAL:
@@ -561,18 +576,18 @@ class _Builder:
         # The leak moves a mean by up to leak * spread, and an output of 0 must stay within
         # 1e-4 however large the values are: the leak is a bound in value units.
         leak = self.leak / max(1.0, spread) if encoding is rasp.Encoding.NUMERICAL else self.leak
-        head = self._head(label, expr.selector.label, query, key, entries, value, outputs, ov, margin=plan.weights.margin, leak=leak, strategy=plan.strategy)
+        head = self._head(label, expr.selector.label, query, key, qk, value, outputs, ov, margin=plan.weights.margin, leak=leak, strategy=plan.strategy)
         error = sop.error + 2 * head.leak_bound * spread
         return NodeBlock(label, encoding, outputs, head, None, tuple(dict.fromkeys(reads + [sop.label])), error)
 
-    def _head(self, label, selector, query, key, entries, value, output, ov, margin, leak=None, strategy="") -> HeadBlock:
-        """A head from named QK/OV entries; directions whose row or column is all zero are
-        dropped, so the head reads (and the model stores) only what it uses."""
-        entries = {pair: v for pair, v in entries.items() if v != 0}
-        used_q = {q for q, _ in entries}
-        used_k = {k for _, k in entries}
-        query_t = tuple(d for d in dict.fromkeys([ONE, self.bos_dir, *query]) if d in used_q)
-        key_t = tuple(d for d in dict.fromkeys([ONE, self.bos_dir, *key]) if d in used_k)
+    def _head(self, label, selector, query, key, qk, value, output, ov, margin, leak=None, strategy="") -> HeadBlock:
+        """A head from a QK array over (query, key) directions and named OV entries;
+        directions whose QK row or column is all zero are dropped, so the head reads (and
+        the model stores) only what it uses."""
+        used_q = np.flatnonzero(np.any(qk != 0, axis=1))
+        used_k = np.flatnonzero(np.any(qk != 0, axis=0))
+        query_t = tuple(query[i] for i in used_q)
+        key_t = tuple(key[i] for i in used_k)
         value_t = tuple(dict.fromkeys(value))
         coldness, bound = self.coldness(margin, leak if leak is not None else self.leak)
         return HeadBlock(
@@ -580,7 +595,7 @@ class _Builder:
             selector=selector,
             query=query_t,
             key=key_t,
-            w_qk=matrix(query_t, key_t, entries),
+            w_qk=qk[np.ix_(used_q, used_k)],
             value=value_t,
             output=tuple(output),
             w_ov=matrix(value_t, tuple(output), ov),
@@ -595,12 +610,13 @@ class _Builder:
         token but 0 on BOS: the result w/(w+1) decodes to the width w. The BOS query attends
         only BOS and reads 0, so the decoder stays silent there."""
         if selector is None:  # `length`: every key, BOS included, has the same logit
+            query, key, reads = [ONE, self.bos_dir], [ONE, self.bos_dir], []
             entries = {(ONE, ONE): 1.0, (ONE, self.bos_dir): 1.0, (self.bos_dir, self.bos_dir): BOS_QUERY_MARGIN}
-            query, key, reads = [], [ONE], []
+            qk = matrix(query, key, entries)
             selector_label, strategy = "length", "length"
         else:
             plan = self.plans.heads[label]
-            query, key, entries, reads = self._plan_qk(plan)
+            query, key, qk, reads = self._plan_qk(plan)
             selector_label, strategy = selector.label, plan.strategy
         scratch = Direction(f"{label}_selector_width_attn_output", internal=True)
         self.scratch.append(scratch)
@@ -613,7 +629,7 @@ class _Builder:
             selector_label,
             query,
             key,
-            entries,
+            qk,
             (ONE,),
             (scratch,),
             {(ONE, scratch): 1.0},
