@@ -32,9 +32,9 @@ COMPILE_SEARCH_BUDGET = 96
 """Inputs the compiler's validation evaluates (`validate` itself tries more). What it misses,
 a categorical Aggregate averaging different values, the model reports as a DecodingError."""
 
-COMPILE_SEARCH_CELLS = 300_000
+COMPILE_SEARCH_CELLS = 100_000
 """Most evaluator cells (length^2 per selector, Aggregate and SelectorWidth) those inputs may
-compute, about a third of a second: at large max_seq_len the check tries fewer long inputs
+compute, about a tenth of a second: at large max_seq_len the check tries fewer long inputs
 rather than costing more than the rest of the compile. `validate()` searches in full."""
 
 
