@@ -311,8 +311,10 @@ def _over_approximated(query_sops, key_sops, probes: _Probes, vocab, max_seq_len
     k_list, k_owner = side(key_sops, k_pos, inner.key_tuples)
     query_tuples = _order(q_list, query_sops, values)
     key_tuples = _order(k_list, key_sops, values)
-    q_rows = np.array([q_owner[q_list.index(t)] for t in query_tuples], dtype=int)
-    k_cols = np.array([k_owner[k_list.index(t)] for t in key_tuples], dtype=int)
+    q_owner_of = dict(zip(q_list, q_owner))
+    k_owner_of = dict(zip(k_list, k_owner))
+    q_rows = np.array([q_owner_of[t] for t in query_tuples], dtype=int)
+    k_cols = np.array([k_owner_of[t] for t in key_tuples], dtype=int)
     realised = inner.realised[q_rows[:, None], k_cols[None, :]]
     free = sorted(set(query_sops + key_sops) - positional)
     scope = (
