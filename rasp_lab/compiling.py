@@ -1,7 +1,7 @@
 """The compiler pipeline, in order: this function is the table of contents.
 
-    program -> value sets (and graph) -> validation -> discretiser plans -> selector plans
-            -> blocks -> layers -> residual layout -> weights -> CompiledModel
+program -> value sets (and graph) -> validation -> discretiser plans -> selector plans
+        -> blocks -> layers -> residual layout -> weights -> CompiledModel
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rasp_lab.compiler.layout import residual_layout
 from rasp_lab.compiler.model import CompiledModel
 from rasp_lab.compiler.selector_plans import plan_selectors
 from rasp_lab.errors import CompileError
+from rasp_lab.progress import Progress
 from rasp_lab.validation import ValidationError, check
 from rasp_lab.value_sets import value_sets
 
@@ -52,6 +53,7 @@ def compile_rasp_to_model(
     tolerance: float = DEFAULT_TOLERANCE,
     work_limit: int | None = None,
     require_exact: bool = True,
+    progress: bool | None = None,
 ) -> CompiledModel:
     """Compile `program` into a transformer that agrees with `rasp.evaluate` on every input
     over `vocab` of length 1..max_seq_len (Tracr's signature; `mlp_exactness` is accepted
@@ -67,38 +69,102 @@ def compile_rasp_to_model(
     CompileError naming the output and the numbers, or, with `require_exact=False`, returns
     the model with a CertificateWarning (and `model.certificate.exact` False).
     `work_limit` bounds the value-set inference (rasp_lab.value_sets.WORK_LIMIT by default):
-    above it, WorkLimitError says how much work it would be before starting.
+    above it, WorkLimitError says how much work it would be before starting. `progress`
+    shows the passes as they run (rasp_lab/progress.py): None on a terminal after a few
+    seconds, True always, False never.
     """
     del mlp_exactness
     if not isinstance(program, rasp.SOp):
-        raise TypeError(f"compile takes an SOp (the program's output), got {type(program).__name__} {program!r}")
+        raise TypeError(
+            f"compile takes an SOp (the program's output), got {type(program).__name__} {program!r}"
+        )
     if not (isinstance(leak, float | int) and 0 < leak < 1):
         raise ValueError(f"leak must be a bound strictly between 0 and 1, got {leak!r}")
-    sets = value_sets(program, vocab, max_seq_len, work_limit=work_limit)
-    errors = [p for p in check(program, sets, causal=causal, budget=COMPILE_SEARCH_BUDGET, max_cells=COMPILE_SEARCH_CELLS) if p.severity == "error"]
+    shown = Progress(progress, f"compiling {program.label}")
+    try:
+        return _compile(
+            program,
+            vocab,
+            max_seq_len,
+            causal,
+            compiler_bos,
+            compiler_pad,
+            leak,
+            selector_strategy,
+            tolerance,
+            work_limit,
+            require_exact,
+            shown,
+        )
+    finally:
+        shown.close()
+
+
+def _compile(
+    program: rasp.SOp,
+    vocab: Iterable[Any],
+    max_seq_len: int,
+    causal: bool,
+    compiler_bos: Any,
+    compiler_pad: Any,
+    leak: float,
+    selector_strategy: str | Mapping[str, str],
+    tolerance: float,
+    work_limit: int | None,
+    require_exact: bool,
+    progress: Progress,
+) -> CompiledModel:
+    progress.stage("value sets")
+    sets = value_sets(program, vocab, max_seq_len, work_limit=work_limit, progress=progress)
+    progress.stage("validation")
+    errors = [
+        p
+        for p in check(
+            program, sets, causal=causal, budget=COMPILE_SEARCH_BUDGET, max_cells=COMPILE_SEARCH_CELLS
+        )
+        if p.severity == "error"
+    ]
     if errors:
         raise ValidationError(errors)
+    progress.stage("discretiser plans")
     discretisers = plan_discretisers(program, sets)
     if discretisers.program is not program:
-        sets = value_sets(discretisers.program, vocab, max_seq_len, work_limit=work_limit)
+        sets = value_sets(discretisers.program, vocab, max_seq_len, work_limit=work_limit, progress=progress)
+    progress.stage("selector plans")
     plans = plan_selectors(discretisers.program, sets, selector_strategy, causal=causal)
     if plans.program is not discretisers.program or plans.extra:
-        sets = value_sets(plans.program, vocab, max_seq_len, extra=plans.extra, work_limit=work_limit)
+        sets = value_sets(
+            plans.program, vocab, max_seq_len, extra=plans.extra, work_limit=work_limit, progress=progress
+        )
     graph = sets.graph
     target = float(leak)
     best: CompiledModel | None = None
     for _ in range(_PRECISION_STEPS):
+        progress.stage(f"blocks (leak {target:.0e})")
         try:
-            blocks = build_blocks(graph, sets, plans, discretisers, bos=compiler_bos, pad=compiler_pad, leak=target, causal=causal)
+            blocks = build_blocks(
+                graph,
+                sets,
+                plans,
+                discretisers,
+                bos=compiler_bos,
+                pad=compiler_pad,
+                leak=target,
+                causal=causal,
+            )
         except NeedsPrecision as need:
             target /= 100
             last = f"its input may be off by {need.error:.3g} (head leak plus float32 rounding) but must stay within {need.tolerance:.3g}"
             failing = need.label
             continue
+        progress.stage("layers, layout and weights")
         layers = allocate_layers(blocks)
         layout = residual_layout(blocks, layers)
         weights = assemble(blocks, layers, layout)
-        model = CompiledModel.from_compilation(program, sets, blocks, layers, layout, weights, causal=causal, leak=target)
+        model = CompiledModel.from_compilation(
+            program, sets, blocks, layers, layout, weights, causal=causal, leak=target
+        )
+        progress.stage("certificate")
         model.certificate = certify(model, tolerance=tolerance)
         if model.certificate.exact:
             return model
@@ -126,7 +192,10 @@ def compile_rasp_to_model(
 
 def _better(model: CompiledModel, best: CompiledModel) -> bool:
     """Whether a smaller leak at least halved the output's certified error."""
-    new, old = model.certificate.bound(model.certificate.output), best.certificate.bound(best.certificate.output)
+    new, old = (
+        model.certificate.bound(model.certificate.output),
+        best.certificate.bound(best.certificate.output),
+    )
     return new.absolute < old.absolute / 2
 
 
@@ -143,6 +212,7 @@ def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
     tolerance: float = DEFAULT_TOLERANCE,
     work_limit: int | None = None,
     require_exact: bool = True,
+    progress: bool | None = None,
 ) -> CompiledModel:
     """Compile `program`; see compile_rasp_to_model."""
     return compile_rasp_to_model(
@@ -157,4 +227,5 @@ def compile(  # noqa: A001  (the name users expect: rasp_lab.compile)
         tolerance=tolerance,
         work_limit=work_limit,
         require_exact=require_exact,
+        progress=progress,
     )

@@ -24,6 +24,7 @@ from typing import Any
 from rasp_lab import rasp
 from rasp_lab.evaluator import is_nan
 from rasp_lab.graph import ProgramGraph, build_graph
+from rasp_lab.progress import Progress, Silent
 
 MAX_VALUES = 20_000
 """Largest value set enumerated; a larger one is reported as not enumerable."""
@@ -161,16 +162,17 @@ def value_sets(
     extra: Iterable[rasp.RASPExpr] = (),
     *,
     work_limit: int | None = None,
+    progress: Progress | None = None,
 ) -> ValueSets:
     """The values every SOp of `program` (and of `extra`) can take on inputs over `vocab` of
     length 1..max_seq_len.
 
     Raises WorkLimitError, before the work starts, when inference would take more than
-    `work_limit` steps (default WORK_LIMIT, about a minute)."""
+    `work_limit` steps (default WORK_LIMIT, about a minute). `progress` is told of each SOp."""
     vocab_set = check_vocab(vocab, max_seq_len)
     limit = check_work_limit(work_limit)
     graph = build_graph(program, extra)
-    return _Inference(graph, vocab_set, max_seq_len, limit).run()
+    return _Inference(graph, vocab_set, max_seq_len, limit).run(progress or Silent())
 
 
 def _sort_key(value: Any) -> tuple:
@@ -261,8 +263,9 @@ class _Inference:
             raise WorkLimitError(self.graph.output.label, self.work + steps, self.work_limit, detail)
         self.work += steps
 
-    def run(self) -> ValueSets:
-        for label in self.graph.order:
+    def run(self, progress: Progress) -> ValueSets:
+        for done, label in enumerate(self.graph.order):
+            progress.step(done, len(self.graph.order), label)
             expr = self.graph.nodes[label]
             if isinstance(expr, rasp.SOp):
                 self.sets[label] = self._infer(label, expr)

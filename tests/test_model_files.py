@@ -1,4 +1,4 @@
-"""Hostile and self-contradicting model files (rasp_lab/export.py, rasp_lab/model_file.py).
+"""Hostile and self-contradicting model files (rasp_lab/model_format.py, rasp_lab/model_file.py).
 
 Every file here is crafted from a real saved model with zipfile / numpy / json; each must be
 refused with a ModelFileError saying what is wrong, quickly and without reading more than

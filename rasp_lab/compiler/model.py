@@ -8,7 +8,7 @@ as that contract requires, while `apply` runs the compact per-layer weights.
 
 The model is built from its weights, residual layout and input encoding only: the compiler
 builds it that way (`CompiledModel.from_compilation`) and so does `rasp_lab.load` from a
-saved file (rasp_lab/export.py), so both run and decode with the same code.
+saved file (rasp_lab/model_format.py), so both run and decode with the same code.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from rasp_lab import rasp
+from rasp_lab import model_format, rasp
 from rasp_lab.artifact import HeadBlock, LayerWeights, ResidualLayout, SOpLocation, ValueInfo, Weights, pad
 from rasp_lab.compiler.forward import LayerShape, haiku_forward, numpy_forward
 from rasp_lab.compiler.layers import EMBEDDED, LayerAllocation, Placement
@@ -268,10 +268,8 @@ class CompiledModel:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], source: str = "arrays") -> CompiledModel:
         """The model from named arrays and JSON metadata, as `rasp_lab.export.to_arrays`
-        makes them and `rasp_lab.load` reads them from a file (see rasp_lab/export.py)."""
-        from rasp_lab import export
-
-        return export.from_arrays(dict(arrays), dict(metadata), source=source)
+        makes them and `rasp_lab.load` reads them from a file (see rasp_lab/model_format.py)."""
+        return model_format.from_arrays(dict(arrays), dict(metadata), cls, source=source)
 
     # ------------------------------------------------------------------ compiler-only attributes
 
@@ -315,9 +313,7 @@ class CompiledModel:
     def save(self, path: str | os.PathLike) -> pathlib.Path:
         """Write the model to `path` (.npz, or .safetensors if safetensors is installed);
         `rasp_lab.load(path)` gives back a model that runs exactly like this one."""
-        from rasp_lab import export
-
-        return export.save(self, path)
+        return model_format.save(self, path)
 
     # ------------------------------------------------------------------ introspection
 
