@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence, Set
 from fractions import Fraction
 from typing import Any
 
-from rasp_lab import rasp
+from rasp_lab.rasp import rasp
 
 
 class EvaluationError(ValueError):

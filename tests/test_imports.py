@@ -12,7 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 KNOWN_CIRCLES = {
     # Tracr's `rasp` module holds `evaluate`, so ours reaches the evaluator, which reads the
     # expression classes. Both are the language layer; untangling them is open work.
-    frozenset({"rasp_lab.rasp", "rasp_lab.evaluator"}),
+    frozenset({"rasp_lab.rasp.rasp", "rasp_lab.evaluator"}),
+    frozenset({"rasp_lab.rasp", "rasp_lab.rasp.rasp", "rasp_lab.evaluator"}),
 }
 
 
