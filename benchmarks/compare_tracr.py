@@ -73,7 +73,7 @@ def build(system: str, name: str, n: int) -> Any:
 
         from rasp_lab import rasp
 
-        shift_by, detect_pattern = lib.make_shift_by, lib.make_detect_pattern
+        shift_by, detect_pattern = lib.shift_by, lib.detect_pattern
     else:
         from tracr.compiler import lib
         from tracr.rasp import rasp

@@ -231,7 +231,7 @@ _PROGRAMS: list[ZooProgram] = [
     ),
     ZooProgram(
         name="shift_by",
-        factory=tracr_library.make_shift_by,
+        factory=tracr_library.shift_by,
         args=(2, _T),
         vocab=_ABC,
         max_seq_len=6,
@@ -243,7 +243,7 @@ _PROGRAMS: list[ZooProgram] = [
     ),
     ZooProgram(
         name="detect_pattern",
-        factory=tracr_library.make_detect_pattern,
+        factory=tracr_library.detect_pattern,
         args=(_T, "abc"),
         vocab=_ABC,
         max_seq_len=6,

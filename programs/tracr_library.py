@@ -25,8 +25,11 @@ __all__ = [
     "make_shuffle_dyck",
     "make_shuffle_dyck2",
     "make_shuffle_dyck3",
+    "shift_by",
+    "detect_pattern",
     "make_shift_by",
     "make_detect_pattern",
+    "length",
     "make_count_less_freq",
     "make_count",
     "make_nary_sequencemap",
@@ -246,32 +249,32 @@ def make_shuffle_dyck3() -> rasp.SOp:
     return make_shuffle_dyck(pairs=["()", "{}", "[]"]).named("shuffle_dyck3")
 
 
-def make_shift_by(offset: int, sop: rasp.SOp) -> rasp.SOp:
+def shift_by(offset: int, /, sop: rasp.SOp) -> rasp.SOp:
     """`sop` shifted right by `offset`: position i gets ``sop[i - offset]``, None if absent.
 
-    Source: Tracr library, ``make_shift_by``.
+    Source: Tracr library, ``shift_by``.
 
-    >>> make_shift_by(1, rasp.tokens)(list("abc"))
+    >>> shift_by(1, rasp.tokens)(list("abc"))
     [None, 'a', 'b']
-    >>> make_shift_by(2, rasp.tokens)(list("a"))
+    >>> shift_by(2, rasp.tokens)(list("a"))
     [None]
     """
     select_off_by_offset = rasp.Select(rasp.indices, rasp.indices, lambda k, q: q == k + offset)
     return rasp.Aggregate(select_off_by_offset, sop, default=None).named(f"shift_by({offset})")
 
 
-def make_detect_pattern(sop: rasp.SOp, pattern: Sequence[Any]) -> rasp.SOp:
+def detect_pattern(sop: rasp.SOp, pattern: Sequence[Any]) -> rasp.SOp:
     """True where `pattern` ends at this position of `sop`, False where it does not.
 
     The first ``len(pattern) - 1`` positions have no complete window and are None. One
-    equality detector per pattern element, shifted into place with ``make_shift_by`` and
+    equality detector per pattern element, shifted into place with ``shift_by`` and
     combined with ``&``.
 
-    Source: Tracr library, ``make_detect_pattern``.
+    Source: Tracr library, ``detect_pattern``.
 
-    >>> make_detect_pattern(rasp.tokens, "abc")(list("abcabc"))
+    >>> detect_pattern(rasp.tokens, "abc")(list("abcabc"))
     [None, None, True, False, False, True]
-    >>> make_detect_pattern(rasp.tokens, "ab")(list("a"))
+    >>> detect_pattern(rasp.tokens, "ab")(list("a"))
     [None]
     """
     if len(pattern) < 1:
@@ -280,7 +283,7 @@ def make_detect_pattern(sop: rasp.SOp, pattern: Sequence[Any]) -> rasp.SOp:
     for shift, element in enumerate(reversed(pattern)):
         detector = sop == element
         if shift != 0:
-            detector = make_shift_by(shift, detector)
+            detector = shift_by(shift, detector)
         detectors.append(detector)
     detected = detectors.pop()
     while detectors:
@@ -337,3 +340,11 @@ def make_nary_sequencemap(f: Callable[..., Any], *sops: rasp.SOp) -> rasp.SOp:
     for count, sop in enumerate(sops[1:], start=2):
         values = rasp.SequenceMap(lambda acc, y: (*acc, y), values, sop).named(f"nary_args_{count}")
     return rasp.Map(lambda args: f(*args), values).named("nary_sequencemap")
+
+
+make_shift_by = shift_by
+"""`shift_by` under the name earlier rasp_lab releases gave it."""
+make_detect_pattern = detect_pattern
+"""`detect_pattern` under the name earlier rasp_lab releases gave it."""
+length = make_length()
+"""Tracr's module-level `length` SOp (named "length")."""

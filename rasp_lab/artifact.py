@@ -70,7 +70,6 @@ def sort_values(values: Iterable[Any]) -> list[Any]:
     return sorted(values, key=key)
 
 
-
 @dataclass(frozen=True)
 class MLPBlock:
     """hidden = ReLU(x[inputs] @ w_in); x[outputs] += hidden @ w_out."""

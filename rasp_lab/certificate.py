@@ -179,10 +179,7 @@ def certify_parts(
         raise ValueError(f"tolerance must be strictly between 0 and 1, got {tolerance!r}")
     checker = _Checker(weights, layout, value_info, max_seq_len)
     checker.run()
-    sops = {
-        label: checker.judge(label, tolerance)
-        for label in layout.sops
-    }
+    sops = {label: checker.judge(label, tolerance) for label in layout.sops}
     return Certificate(output=output, tolerance=tolerance, sops=sops, problems=tuple(checker.problems))
 
 
@@ -199,7 +196,9 @@ class _Owner:
 
 
 class _Checker:
-    def __init__(self, weights: Weights, layout: ResidualLayout, value_info: Mapping[str, ValueInfo], max_seq_len: int) -> None:
+    def __init__(
+        self, weights: Weights, layout: ResidualLayout, value_info: Mapping[str, ValueInfo], max_seq_len: int
+    ) -> None:
         self.weights, self.layout, self.info = weights, layout, value_info
         self.n_pos = max_seq_len + 1
         self.owner_of: dict[Direction, str] = {}
@@ -229,7 +228,13 @@ class _Checker:
                 if info.values is not None:
                     values = np.array(info.values + (0.0,) if info.nullable else info.values, dtype=float)
                 else:
-                    values = np.array(sorted({info.low, info.high, 0.0} if info.low <= 0 <= info.high else {info.low, info.high}))
+                    values = np.array(
+                        sorted(
+                            {info.low, info.high, 0.0}
+                            if info.low <= 0 <= info.high
+                            else {info.low, info.high}
+                        )
+                    )
                 return _Owner(loc.directions, values.reshape(-1, 1))
             k = len(loc.directions)
             rows = np.eye(k)
@@ -256,7 +261,9 @@ class _Checker:
         groups = [self._group(o) for o in owners]
         count = math.prod(len(g.configs) for g in groups)
         if count > MAX_COMBINATIONS:
-            raise _NotCertified(f"{what} reads {count} combinations of input values (more than {MAX_COMBINATIONS})")
+            raise _NotCertified(
+                f"{what} reads {count} combinations of input values (more than {MAX_COMBINATIONS})"
+            )
         column = {d: i for i, d in enumerate(directions)}
         configs = np.zeros((1, len(directions)))
         for g in groups:  # the product, first group slowest; groups own disjoint columns
@@ -280,10 +287,14 @@ class _Checker:
         for label, loc in self.layout.sops.items():
             if loc.head_layer is None and loc.mlp_layer is None:
                 numerical = loc.encoding is rasp.Encoding.NUMERICAL
-                self.bound[label] = Bound(0.0, U if numerical else 0.0, 0.0)  # embedded: float32 rounding of constants
+                self.bound[label] = Bound(
+                    0.0, U if numerical else 0.0, 0.0
+                )  # embedded: float32 rounding of constants
         for layer in self.weights.layers:
             for index, head in enumerate(layer.heads):
-                self._guard(head.label, lambda head=head, layer=layer, index=index: self._head(head, layer, index))
+                self._guard(
+                    head.label, lambda head=head, layer=layer, index=index: self._head(head, layer, index)
+                )
             for mlp in layer.mlps:
                 self._guard(mlp.label, lambda mlp=mlp: self._mlp(mlp))
 
@@ -335,7 +346,9 @@ class _Checker:
         else:
             bos_leak = min(1.0, (self.n_pos - 1) * math.exp(-bos_exponent)) if bos_exponent > 0 else 1.0
         if leak >= 0.5:
-            raise _NotCertified(f"its margin {margin:.3g} (x coldness {c:.3g}) does not survive its input error {delta:.3g}")
+            raise _NotCertified(
+                f"its margin {margin:.3g} (x coldness {c:.3g}) does not survive its input error {delta:.3g}"
+            )
         # Attended keys' weights differ by a factor up to exp(2 delta) (and softmax rounding):
         # a weighted mean then moves by at most half that, times the values' spread.
         skew = (math.expm1(2 * delta) + 2 * gamma(self.n_pos + EXP_ULPS + 2)) / 2
@@ -347,7 +360,9 @@ class _Checker:
         # Unequal weights move a mean only within the spread of what is attended together:
         # the keys' values, and BOS's 0 only where BOS is attended beside keys (a width head).
         together = values if self._bos_with_keys else values[:-1]
-        attended_spread = (together.max(axis=0) - together.min(axis=0)) if len(together) else np.zeros(values.shape[1])
+        attended_spread = (
+            (together.max(axis=0) - together.min(axis=0)) if len(together) else np.zeros(values.shape[1])
+        )
         w_ov = np.abs(head.w_ov)
         # A value bounded away from 0 (all of one sign, |v| >= m > 0) has error
         # a + r|v| <= (a / m + r)|v|: relative, so it stays small where the output is 0.
@@ -375,7 +390,10 @@ class _Checker:
         # A one-hot output's errors summed over its directions: the values' own (each
         # output reads its own value direction), the leaked weight twice (taken from the
         # attended value, given to others), and rounding of what the head writes.
-        value_total = max([self._block_error(o, head.value, idx)[0] for o, idx in _blocks(head.value, self._owner).items()], default=0.0)
+        value_total = max(
+            [self._block_error(o, head.value, idx)[0] for o, idx in _blocks(head.value, self._owner).items()],
+            default=0.0,
+        )
         total = value_total * float(w_ov.max(initial=0.0)) + 2 * leak + f32 * (1 + 2 * leak + value_total)
         bound = Bound(float(absolute.max()), float(relative.max()), float(at_bos.max()), total)
         if head.output and head.output[0] not in self.owner_of:
@@ -424,8 +442,11 @@ class _Checker:
         if owner == ONE or owner == self.bos_direction:
             return True
         b = self._error(d)
-        return b.absolute == 0 and b.at_bos == 0 and b.relative == 0 and (
-            not isinstance(owner, str) or self.layout.sops[owner].encoding is rasp.Encoding.CATEGORICAL
+        return (
+            b.absolute == 0
+            and b.at_bos == 0
+            and b.relative == 0
+            and (not isinstance(owner, str) or self.layout.sops[owner].encoding is rasp.Encoding.CATEGORICAL)
         )
 
     def _value_error(self, d: Direction, values: np.ndarray) -> tuple[float, float]:
@@ -447,7 +468,9 @@ class _Checker:
                 total += len(idx) if b.nonzero is None else min(len(idx), max(1, b.nonzero))
         return total
 
-    def _block_error(self, owner: Any, directions: Sequence[Direction], idx: list[int]) -> tuple[float, float]:
+    def _block_error(
+        self, owner: Any, directions: Sequence[Direction], idx: list[int]
+    ) -> tuple[float, float]:
         """(largest sum of errors over one block of a head's QK directions at a position,
         largest exact size of an entry there)."""
         b = self._error(directions[idx[0]])
@@ -480,7 +503,9 @@ class _Checker:
         for owner in owners:
             group = self._group(owner)
             cols = [key_col[d] for d in group.directions if d in key_col]
-            picked = group.configs[:, [j for j, d in enumerate(group.directions) if d in key_col]]  # [key configs, cols]
+            picked = group.configs[
+                :, [j for j, d in enumerate(group.directions) if d in key_col]
+            ]  # [key configs, cols]
             logits = q_configs @ table[:, cols] @ picked.T  # [queries, key configs]
             key_size += (np.abs(q_configs) @ np.abs(table[:, cols]) @ np.abs(picked).T).max(axis=1)
             top = logits.max(axis=1)
@@ -516,7 +541,9 @@ class _Checker:
         k_out = np.count_nonzero(w_out, axis=0)  # terms per output
         noise = errors @ np.abs(w_in)  # input errors through the first layer
         f32_pre = gamma_array(k_in + 2) * ((np.abs(configs) + errors) @ np.abs(w_in))
-        f32_pre = np.where(_reads_one_input(mlp)[None, :], _two_term_rounding(mlp, configs, errors, pre), f32_pre)
+        f32_pre = np.where(
+            _reads_one_input(mlp)[None, :], _two_term_rounding(mlp, configs, errors, pre), f32_pre
+        )
         radius = noise + f32_pre
         on = pre - radius >= 0
         off = pre + radius <= 0
@@ -546,12 +573,17 @@ class _Checker:
             # are surely off, and sums of exact zeros are exact).
             nonzero = int(np.count_nonzero((np.abs(out) > 0) | (err > 0), axis=1).max(initial=0))
             self.bound[mlp.label] = Bound(
-                float(err[:-1].max(initial=0.0)), 0.0, float(err[-1].max(initial=0.0)),
-                float(err.sum(axis=1).max(initial=0.0)), nonzero,
+                float(err[:-1].max(initial=0.0)),
+                0.0,
+                float(err[-1].max(initial=0.0)),
+                float(err.sum(axis=1).max(initial=0.0)),
+                nonzero,
             )
         else:
             fitted = _fit(out[:-1, 0], total[:-1, 0])
-            self.bound[mlp.label] = Bound(fitted.absolute, fitted.relative, float(total[-1, 0] + abs(out[-1, 0])))
+            self.bound[mlp.label] = Bound(
+                fitted.absolute, fitted.relative, float(total[-1, 0] + abs(out[-1, 0]))
+            )
 
     # ---------------------------------------------------------------- verdicts
 
@@ -574,7 +606,11 @@ class _Checker:
         allowed = tolerance * np.maximum(1.0, np.abs(values))
         used = (bound.absolute + bound.relative * np.abs(values)) / allowed
         i = int(np.argmax(used)) if len(values) else 0
-        worst = f"tightest at value {values[i]:.6g}: {used[i]:.3g} of its tolerance" if len(values) else "no values"
+        worst = (
+            f"tightest at value {values[i]:.6g}: {used[i]:.3g} of its tolerance"
+            if len(values)
+            else "no values"
+        )
         return SOpCertificate(label, loc.encoding, bound, bool(np.all(used <= 1.0)), worst)
 
 

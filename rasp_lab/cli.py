@@ -60,12 +60,16 @@ def parse_vocab(text: str, like: frozenset | None = None) -> frozenset:
     repeated = sorted({item for item in items if items.count(item) > 1})
     if repeated:
         raise UsageError(f"bad vocab {text!r}: {', '.join(repeated)} given more than once")
-    wants_ints = like is not None and bool(like) and all(isinstance(t, int) and not isinstance(t, bool) for t in like)
+    wants_ints = (
+        like is not None and bool(like) and all(isinstance(t, int) and not isinstance(t, bool) for t in like)
+    )
     wants_strs = like is not None and bool(like) and all(isinstance(t, str) for t in like)
     if wants_ints:
         bad = [item for item in items if not _INT.match(item)]
         if bad:
-            raise UsageError(f"bad vocab {text!r}: {bad} are not integers, and this program's tokens are integers")
+            raise UsageError(
+                f"bad vocab {text!r}: {bad} are not integers, and this program's tokens are integers"
+            )
         return _distinct(text, items, [int(item) for item in items])
     if wants_strs:
         return frozenset(items)
@@ -209,7 +213,9 @@ class SelectorSyntaxError(UsageError):
         shown = text[start : start + _SHOWN]
         before, after = ("..." if start else ""), ("..." if start + _SHOWN < len(text) else "")
         caret = " " * (len(before) + position - start)
-        super().__init__(f"can't parse selector at position {position}: {message}\n  {before}{shown}{after}\n  {caret}^")
+        super().__init__(
+            f"can't parse selector at position {position}: {message}\n  {before}{shown}{after}\n  {caret}^"
+        )
 
 
 _SHOWN = 120
@@ -302,7 +308,9 @@ class _Parser:
             self.depth += 1
             if self.depth > MAX_NESTING:
                 raise SelectorSyntaxError(
-                    self.text, self.next.position, f"nested more than {MAX_NESTING} levels deep (~ and parentheses)"
+                    self.text,
+                    self.next.position,
+                    f"nested more than {MAX_NESTING} levels deep (~ and parentheses)",
                 )
             selector = self._nested()
             self.depth -= 1
@@ -326,7 +334,11 @@ class _Parser:
         token = self.next
         self.atoms += 1
         if self.atoms > MAX_ATOMS:
-            raise SelectorSyntaxError(self.text, token.position, f"more than {MAX_ATOMS} atoms; explain analyses at most {MAX_ATOMS}")
+            raise SelectorSyntaxError(
+                self.text,
+                token.position,
+                f"more than {MAX_ATOMS} atoms; explain analyses at most {MAX_ATOMS}",
+            )
         if token.kind == "name" and token.text.lower() in CONSTANTS:
             self.take()
             return rasp.Select(rasp.indices, rasp.indices, rasp.Comparison[CONSTANTS[token.text.lower()]])
@@ -461,8 +473,12 @@ def build_parser(prog: str = "rasp-lab") -> argparse.ArgumentParser:
         "(*.npz, *.safetensors) instead of a program name, just run the model.",
     )
     run.add_argument("program", help="a name from `list`, or a model file saved by `compile --out`")
-    run.add_argument("tokens", nargs="*", help="input tokens, as separate arguments or one quoted string "
-                     "(default: the program's first worked example)")
+    run.add_argument(
+        "tokens",
+        nargs="*",
+        help="input tokens, as separate arguments or one quoted string "
+        "(default: the program's first worked example)",
+    )
     run.set_defaults(handler=_run)
 
     comp = sub.add_parser(
@@ -474,9 +490,15 @@ def build_parser(prog: str = "rasp-lab") -> argparse.ArgumentParser:
     comp.add_argument("program", help="a name from `list`")
     comp.add_argument("--vocab", help="tokens separated by commas, e.g. a,b,c (default: the program's own)")
     comp.add_argument("--max-seq-len", type=int, help="the longest input (default: the program's own)")
-    comp.add_argument("--causal", action=argparse.BooleanOptionalAction, default=None,
-                      help="compile with a causal mask (default: as the zoo entry says)")
-    comp.add_argument("--leak", type=float, default=1e-6, help="bound on each head's attention leak (default 1e-6)")
+    comp.add_argument(
+        "--causal",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile with a causal mask (default: as the zoo entry says)",
+    )
+    comp.add_argument(
+        "--leak", type=float, default=1e-6, help="bound on each head's attention leak (default 1e-6)"
+    )
     comp.add_argument("--out", help="save the model here (*.npz, or *.safetensors with rasp-lab[export])")
     comp.set_defaults(handler=_compile)
 
@@ -511,19 +533,33 @@ def build_parser(prog: str = "rasp-lab") -> argparse.ArgumentParser:
     )
     kinds = plot.add_subparsers(dest="kind", metavar="KIND", required=True)
 
-    def kind(name: str, help: str, *, program: bool = True, tokens: bool = False, head: bool = False,
-             layer: bool = False) -> argparse.ArgumentParser:
+    def kind(
+        name: str,
+        help: str,
+        *,
+        program: bool = True,
+        tokens: bool = False,
+        head: bool = False,
+        layer: bool = False,
+    ) -> argparse.ArgumentParser:
         p = kinds.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
         if program:
             p.add_argument("program", help="a name from `list`, or a saved model file")
         if tokens:
-            p.add_argument("tokens", nargs="+", help="input tokens, as separate arguments or one quoted string")
+            p.add_argument(
+                "tokens", nargs="+", help="input tokens, as separate arguments or one quoted string"
+            )
         if head:
             p.add_argument("--layer", type=int, required=True, help="the layer")
-            p.add_argument("--head", required=True, help="the head's index in its layer, or the label of its SOp")
+            p.add_argument(
+                "--head", required=True, help="the head's index in its layer, or the label of its SOp"
+            )
         if layer:
-            p.add_argument("--layer", default=None, help="only this layer (a number), or one block such as "
-                           "layer_0/attn (default: all)")
+            p.add_argument(
+                "--layer",
+                default=None,
+                help="only this layer (a number), or one block such as layer_0/attn (default: all)",
+            )
         p.add_argument("--out", help=f"the image file to write (default: {name}.png)")
         return p
 
@@ -566,7 +602,12 @@ def _guarded(handler: Callable[[argparse.Namespace], int], args: Any) -> int:
     except DecodingError as err:
         print(f"error: the compiled model gave no clean answer: {err}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, ModuleNotFoundError, NotAvailable) as err:  # every rasp_lab error is a ValueError
+    except (
+        ValueError,
+        FileNotFoundError,
+        ModuleNotFoundError,
+        NotAvailable,
+    ) as err:  # every rasp_lab error is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
 

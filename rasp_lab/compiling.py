@@ -20,9 +20,15 @@ from rasp_lab.compiler.layout import residual_layout
 from rasp_lab.compiler.model import CompiledModel
 from rasp_lab.compiler.selector_plans import plan_selectors
 from rasp_lab.errors import CompileError
+from rasp_lab.graph import distinct_labels
 from rasp_lab.progress import Progress
 from rasp_lab.validation import ValidationError, check
 from rasp_lab.value_sets import value_sets
+
+COMPILER_BOS = "compiler_bos"
+COMPILER_PAD = "compiler_pad"
+"""Tracr's default BOS and PAD tokens, which `compile_rasp_to_model` keeps (`compile` uses
+"BOS" and "PAD")."""
 
 DEFAULT_LEAK = 1e-6
 """Default bound on the attention weight any head puts outside its intended keys."""
@@ -44,8 +50,8 @@ def compile_rasp_to_model(
     vocab: Iterable[Any],
     max_seq_len: int,
     causal: bool = False,
-    compiler_bos: Any = "BOS",
-    compiler_pad: Any = "PAD",
+    compiler_bos: Any = COMPILER_BOS,
+    compiler_pad: Any = COMPILER_PAD,
     mlp_exactness: float = 100,
     *,
     leak: float = DEFAULT_LEAK,
@@ -80,6 +86,7 @@ def compile_rasp_to_model(
         )
     if not (isinstance(leak, float | int) and 0 < leak < 1):
         raise ValueError(f"leak must be a bound strictly between 0 and 1, got {leak!r}")
+    program = distinct_labels(program)  # two different expressions of one name get labels apart
     shown = Progress(progress, f"compiling {program.label}")
     try:
         return _compile(

@@ -72,15 +72,18 @@ def trace(expr: rasp.RASPExpr, xs: Sequence[Any], *, causal: bool = False) -> Tr
     """Evaluate `expr` and every node under it on `xs`; a mapping node -> value."""
     if not isinstance(expr, rasp.RASPExpr):
         raise TypeError(f"evaluate() takes a RASP expression, got {type(expr).__name__} {expr!r}")
-    if isinstance(xs, (str, bytes)) or not isinstance(xs, Sequence):
-        if isinstance(xs, (str, bytes)):
-            raise TypeError(
-                f"evaluate() takes a sequence of tokens, got the string {xs!r}; pass list({xs!r}) "
-                f"to use its characters as tokens"
-            )
+    if isinstance(xs, bytes):
+        raise TypeError(
+            f"evaluate() takes a sequence of tokens, got the bytes {xs!r}; decode them or pass a list"
+        )
+    if isinstance(xs, str):
+        xs = list(xs)  # a string is its characters, as in Tracr: program("hello")
+    if not isinstance(xs, Sequence):
         if isinstance(xs, (Set, Mapping)):
             # No order to read positions from: evaluating would silently pick an arbitrary one.
-            raise TypeError(f"evaluate() takes a sequence of tokens, got the unordered {type(xs).__name__} {xs!r}")
+            raise TypeError(
+                f"evaluate() takes a sequence of tokens, got the unordered {type(xs).__name__} {xs!r}"
+            )
         try:
             xs = list(xs)
         except TypeError as err:
@@ -145,7 +148,9 @@ def _evaluate_node(node: rasp.RASPExpr, xs: list[Any], values: dict[int, Any], c
             or any(len(r) < n for r in rows[:n])
         ):
             cols = "/".join(str(w) for w in widths) or "0"
-            raise EvaluationError(node.label, f"ConstantSelector is {len(rows)}x{cols} but the input has length {n}")
+            raise EvaluationError(
+                node.label, f"ConstantSelector is {len(rows)}x{cols} but the input has length {n}"
+            )
         return [list(row[:n]) for row in rows[:n]]
     if isinstance(node, rasp.SelectorAnd):
         return [[a and b for a, b in zip(ra, rb)] for ra, rb in zip(of(node.fst), of(node.snd))]

@@ -2,7 +2,9 @@
 
 Labels are the residual stream's names, so two different expressions may not share one.
 Distinct objects with the same label *and* the same structural fingerprint compute the
-same thing (e.g. the same Map built twice) and are merged into one node.
+same thing (e.g. the same Map built twice) and are merged into one node. Two *different*
+expressions under one name (normal in Tracr code: a library function that names its
+intermediate SOps, called twice) are given distinct labels first, by `distinct_labels`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import networkx as nx
 
 from rasp_lab import rasp
 from rasp_lab.evaluator import topological
+from rasp_lab.rasp.rewrite import rebuild, rewrite
 
 
 class LabelCollisionError(ValueError):
@@ -51,9 +54,48 @@ class ProgramGraph:
         return tuple(label for label in self.order if isinstance(self.nodes[label], rasp.Selector))
 
 
+def distinct_labels(program: rasp.RASPExpr) -> rasp.RASPExpr:
+    """`program` with every name that labels two or more different expressions made distinct.
+
+    The rule: each such expression is relabelled `<name>_<id>`, where `<id>` is the first 8
+    hex digits of its own structural unique_id (longer if that label is taken). So the
+    labels are deterministic (the same program gives the same labels in any process, whatever
+    order it was built in), a name given to one expression only stays exactly that name, and
+    residual directions read as e.g. `opens_3fa2b1c0:1`. Returns `program` itself when every
+    label is already unambiguous."""
+    if not isinstance(program, rasp.RASPExpr):
+        raise TypeError(f"expected a RASP expression, got {type(program).__name__} {program!r}")
+    ids: dict[str, set[str]] = {}
+    for expr in topological(program):
+        ids.setdefault(expr.label, set()).add(expr.unique_id)
+    shared = {label for label, found in ids.items() if len(found) > 1}
+    if not shared:
+        return program
+    taken = set(ids)
+    new_labels: dict[tuple[str, str], str] = {}
+    for label in sorted(shared):
+        for unique_id in sorted(ids[label]):
+            width = 8
+            while f"{label}_{unique_id[:width]}" in taken and width < len(unique_id):
+                width += 4
+            new = f"{label}_{unique_id[:width]}"
+            taken.add(new)
+            new_labels[(label, unique_id)] = new
+
+    def relabel(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
+        new = new_labels.get((node.label, node.unique_id))
+        if new is None:
+            return None
+        changed = any(c is not o for c, o in zip(children, node.children))
+        return (rebuild(node, children) if changed else node).named(new)
+
+    return rewrite(program, relabel)
+
+
 def build_graph(program: rasp.RASPExpr, extra: Iterable[rasp.RASPExpr] = ()) -> ProgramGraph:
     """The graph of `program` (plus `extra` expressions to compute alongside it, such as the
-    compiler's product SOps); raises LabelCollisionError for ambiguous labels."""
+    compiler's product SOps). Call `distinct_labels` on a program first if two different
+    expressions in it may share a name: here that is a LabelCollisionError."""
     if not isinstance(program, rasp.RASPExpr):
         raise TypeError(f"expected a RASP expression, got {type(program).__name__} {program!r}")
     nodes: dict[str, rasp.RASPExpr] = {}

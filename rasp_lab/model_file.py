@@ -72,7 +72,9 @@ def parse_json(text: str, what: str, max_chars: int = MAX_METADATA_CHARS) -> Any
     try:
         value = json.loads(text)
     except RecursionError:
-        raise ModelFileError(f"{what} is JSON nested too deeply to read (limit {MAX_JSON_DEPTH} levels)") from None
+        raise ModelFileError(
+            f"{what} is JSON nested too deeply to read (limit {MAX_JSON_DEPTH} levels)"
+        ) from None
     except ValueError as err:  # JSONDecodeError, or an integer too long to convert
         raise ModelFileError(f"{what} is not valid JSON ({err})") from None
     depth = json_depth(value)
@@ -95,7 +97,9 @@ def json_depth(value: Any) -> int:
 
 def _weight_dtype(dtype: np.dtype, name: str, where: str) -> np.dtype:
     if dtype.hasobject:
-        raise ModelFileError(f"{where}: array {name!r} holds Python objects (dtype {dtype}); those are never loaded")
+        raise ModelFileError(
+            f"{where}: array {name!r} holds Python objects (dtype {dtype}); those are never loaded"
+        )
     if dtype.kind != "f" or dtype.name not in WEIGHT_DTYPES:
         raise ModelFileError(f"{where}: array {name!r} has dtype {dtype}; weights must be float64 or float32")
     return dtype
@@ -136,7 +140,9 @@ class NpzReader:
             raise self.unreadable(f"member {info.filename!r} is encrypted")
         return info
 
-    def _header(self, name: str, info: zipfile.ZipInfo, stream) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    def _header(
+        self, name: str, info: zipfile.ZipInfo, stream
+    ) -> tuple[tuple[int, ...], np.dtype, bool, int]:
         fmt = np.lib.format
         try:
             version = fmt.read_magic(stream)
@@ -149,7 +155,9 @@ class NpzReader:
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
             raise self.unreadable(f"member {info.filename!r} is damaged ({err})") from None
         except (ValueError, SyntaxError, TypeError) as err:
-            raise self.unreadable(f"member {info.filename!r} has no valid .npy header ({shown(str(err), 200)})") from None
+            raise self.unreadable(
+                f"member {info.filename!r} has no valid .npy header ({shown(str(err), 200)})"
+            ) from None
         return tuple(shape), dtype, bool(fortran), stream.tell()
 
     def metadata_text(self) -> str | None:
@@ -216,7 +224,9 @@ class NpzReader:
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as err:
             raise self.unreadable(f"member {info.filename!r} is damaged ({err})") from None
         if len(data) != size or extra:
-            raise self.unreadable(f"member {info.filename!r} does not hold the {size:,} bytes its header declares")
+            raise self.unreadable(
+                f"member {info.filename!r} does not hold the {size:,} bytes its header declares"
+            )
         return data
 
 
@@ -249,9 +259,13 @@ class SafetensorsReader:
             raise self.unreadable(f"{len(prefix)} bytes, too short for the 8-byte header size")
         (length,) = struct.unpack("<Q", prefix)
         if length > MAX_SAFETENSORS_HEADER:
-            raise self.unreadable(f"header size {length:,} bytes is over the {MAX_SAFETENSORS_HEADER:,} byte limit")
+            raise self.unreadable(
+                f"header size {length:,} bytes is over the {MAX_SAFETENSORS_HEADER:,} byte limit"
+            )
         if 8 + length > file_size:
-            raise self.unreadable(f"header size {length:,} bytes runs past the end of the {file_size:,} byte file")
+            raise self.unreadable(
+                f"header size {length:,} bytes runs past the end of the {file_size:,} byte file"
+            )
         raw = self.file.read(length)
         try:
             text = raw.decode("utf-8")
@@ -280,13 +294,17 @@ class SafetensorsReader:
             raise self.unreadable(f"header entry {name!r} is {shown(entry)}, not an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if dtype not in SAFETENSORS_DTYPES:
-            raise ModelFileError(f"{self.where}: array {name!r} has dtype {shown(dtype)}; weights must be F64 or F32")
+            raise ModelFileError(
+                f"{self.where}: array {name!r} has dtype {shown(dtype)}; weights must be F64 or F32"
+            )
         if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
             raise self.unreadable(f"array {name!r} has shape {shown(shape)}, not a list of sizes")
         if any(n.bit_length() > 64 for n in shape):
             raise self.unreadable(f"array {name!r} has shape {shape_text(tuple(shape))}, sizes over 64 bits")
         if not (
-            isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(_is_int(n) for n in offsets)
             and 0 <= offsets[0] <= offsets[1] <= self.data_size
         ):
             raise self.unreadable(

@@ -263,7 +263,9 @@ MAX_DIRECTIONS = 65_536
 """Residual width limit: metadata naming more directions is refused before they are built."""
 
 
-def load(path: str | os.PathLike, model_class: type[CompiledModel], *, max_bytes: int = MAX_WEIGHT_BYTES) -> CompiledModel:
+def load(
+    path: str | os.PathLike, model_class: type[CompiledModel], *, max_bytes: int = MAX_WEIGHT_BYTES
+) -> CompiledModel:
     """The model saved at `path` (by `save` / `CompiledModel.save`), ready to run.
 
     Everything the file claims is re-derived and checked (see `from_arrays`), and reading is
@@ -290,10 +292,14 @@ def load(path: str | os.PathLike, model_class: type[CompiledModel], *, max_bytes
     except ModelFileError:
         raise
     except Exception as err:  # a damaged file must never surface as anything else
-        raise ModelFileError(f"{str(path)!r}: unreadable model file ({type(err).__name__}: {shown(str(err), 200)})") from None
+        raise ModelFileError(
+            f"{str(path)!r}: unreadable model file ({type(err).__name__}: {shown(str(err), 200)})"
+        ) from None
 
 
-def _read_npz(path: pathlib.Path, max_bytes: int = MAX_WEIGHT_BYTES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _read_npz(
+    path: pathlib.Path, max_bytes: int = MAX_WEIGHT_BYTES
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     with NpzReader(path, METADATA_KEY) as archive:
         text = archive.metadata_text()
         if text is None:
@@ -304,7 +310,9 @@ def _read_npz(path: pathlib.Path, max_bytes: int = MAX_WEIGHT_BYTES) -> tuple[di
         return _read_arrays(archive, metadata, str(path), max_bytes), metadata
 
 
-def _read_safetensors(path: pathlib.Path, max_bytes: int = MAX_WEIGHT_BYTES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _read_safetensors(
+    path: pathlib.Path, max_bytes: int = MAX_WEIGHT_BYTES
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     with SafetensorsReader(path, SAFETENSORS_METADATA_KEY) as archive:
         text = archive.metadata_text()
         if text is None:
@@ -316,7 +324,9 @@ def _read_safetensors(path: pathlib.Path, max_bytes: int = MAX_WEIGHT_BYTES) -> 
         return _read_arrays(archive, metadata, str(path), max_bytes), metadata
 
 
-def _read_arrays(archive: Any, metadata: dict[str, Any], source: str, max_bytes: int) -> dict[str, np.ndarray]:
+def _read_arrays(
+    archive: Any, metadata: dict[str, Any], source: str, max_bytes: int
+) -> dict[str, np.ndarray]:
     """The arrays the metadata names, each header checked (and the total size) before any data."""
     checked = _check_metadata(metadata, source)
 
@@ -351,7 +361,10 @@ def _parse(text: str, path: pathlib.Path) -> dict[str, Any]:
 
 
 def from_arrays(
-    arrays: dict[str, np.ndarray], metadata: dict[str, Any], model_class: type[CompiledModel], source: str = "arrays"
+    arrays: dict[str, np.ndarray],
+    metadata: dict[str, Any],
+    model_class: type[CompiledModel],
+    source: str = "arrays",
 ) -> CompiledModel:
     """The model from `to_arrays`'s output, once everything it claims is re-derived and checked.
 
@@ -368,7 +381,9 @@ def from_arrays(
     except KeyError as err:
         raise ModelFileError(f"{source}: missing {shown(err.args[0])} in the saved model") from None
     except Exception as err:  # e.g. RecursionError on hand-built metadata nested too deeply
-        raise ModelFileError(f"{source}: malformed model file ({type(err).__name__}: {shown(str(err), 200)})") from None
+        raise ModelFileError(
+            f"{source}: malformed model file ({type(err).__name__}: {shown(str(err), 200)})"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,7 +413,12 @@ def _check_metadata(meta: dict[str, Any], source: str) -> _Metadata:
 
     def integer(obj: Any, key: str, where: str, low: int, high: int | None = None) -> int:
         value = field(obj, key, where)
-        if not (isinstance(value, int) and not isinstance(value, bool) and low <= value and (high is None or value < high)):
+        if not (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and low <= value
+            and (high is None or value < high)
+        ):
             bound = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high})"
             raise fail(f"{where + ' ' if where else ''}{key} must be {bound}, got {shown(value)}")
         return value
@@ -456,8 +476,12 @@ def _check_metadata(meta: dict[str, Any], source: str) -> _Metadata:
         if not isinstance(values, list):
             raise fail(f"{what} must be a list of direction indices, got {shown(values)}")
         if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < d_model for i in values):
-            bad = next(i for i in values if not (isinstance(i, int) and not isinstance(i, bool) and 0 <= i < d_model))
-            raise fail(f"direction index out of range in {what}: {shown(bad)} (residual width {d_model}) in {shown(values)}")
+            bad = next(
+                i for i in values if not (isinstance(i, int) and not isinstance(i, bool) and 0 <= i < d_model)
+            )
+            raise fail(
+                f"direction index out of range in {what}: {shown(bad)} (residual width {d_model}) in {shown(values)}"
+            )
         if len(set(values)) != len(values):
             repeated = next(i for i in values if values.count(i) > 1)
             raise fail(f"{what} lists direction {repeated} more than once")
@@ -473,7 +497,9 @@ def _check_metadata(meta: dict[str, Any], source: str) -> _Metadata:
             raise fail(f"two SOps are labelled {label!r}")
         encoding = text(s, "encoding", where)
         if encoding not in {e.value for e in rasp.Encoding}:
-            raise fail(f"{where} has encoding {shown(encoding)}; expected one of {[e.value for e in rasp.Encoding]}")
+            raise fail(
+                f"{where} has encoding {shown(encoding)}; expected one of {[e.value for e in rasp.Encoding]}"
+            )
         for key in ("head_layer", "mlp_layer"):
             if field(s, key, where) is not None:
                 integer(s, key, where, 0, num_layers)
@@ -494,7 +520,9 @@ def _check_metadata(meta: dict[str, Any], source: str) -> _Metadata:
                 f"{shown(raw_directions[misnamed[0]][0])}: an SOp's directions carry its label"
             )
         if encoding == rasp.Encoding.NUMERICAL.value and stop - start != 1:
-            raise fail(f"{where} is numerical but has {stop - start} directions (start {start}, stop {stop}), not 1")
+            raise fail(
+                f"{where} is numerical but has {stop - start} directions (start {start}, stop {stop}), not 1"
+            )
         spans.append((start, stop, label))
         sop_fields[label] = s
     spans.sort()
@@ -547,7 +575,9 @@ def _check_metadata(meta: dict[str, Any], source: str) -> _Metadata:
         raise fail(f"the vocabulary {shown(vocab)} can't be ordered ({err})") from None
     canonical = [json.dumps(encode_value(t)) for t in tokens]
     if canonical != [json.dumps(encode_value(t)) for t in expected] or len(set(tokens)) != len(tokens):
-        raise fail(f"the token order {shown(tokens, 200)} is not the sorted vocabulary, then BOS, then PAD: {shown(expected, 200)}")
+        raise fail(
+            f"the token order {shown(tokens, 200)} is not the sorted vocabulary, then BOS, then PAD: {shown(expected, 200)}"
+        )
 
     layers = []
     for n, layer in enumerate(layer_list):
@@ -597,7 +627,13 @@ def _shapes(meta: _Metadata, declared: Any, source: str) -> dict[str, tuple[int,
     }
     for n, (heads, mlps) in enumerate(meta.layers):
         p = f"layer_{n}"
-        head_size = max([1] + [max(min(len(h["query"]), len(h["key"])), min(len(h["value"]), len(h["output"]))) for h in heads])
+        head_size = max(
+            [1]
+            + [
+                max(min(len(h["query"]), len(h["key"])), min(len(h["value"]), len(h["output"])))
+                for h in heads
+            ]
+        )
         for i, h in enumerate(heads):
             shapes[f"{p}.head_{i}.w_qk"] = (len(h["query"]), len(h["key"]))
             shapes[f"{p}.head_{i}.w_ov"] = (len(h["value"]), len(h["output"]))
@@ -625,11 +661,15 @@ def _check_shape(name: str, got: tuple[int, ...], want: tuple[int, ...], source:
         return
     if name.endswith(".w_q") and len(got) == 3 and got[1] != want[1]:
         layer = name.split(".")[0].removeprefix("layer_")
-        raise ModelFileError(f"{source}: layer {layer} has {got[1]} heads in its arrays, {want[1]} in its metadata")
+        raise ModelFileError(
+            f"{source}: layer {layer} has {got[1]} heads in its arrays, {want[1]} in its metadata"
+        )
     raise ModelFileError(f"{source}: array {name!r} has shape {shape_text(got)}, expected {shape_text(want)}")
 
 
-def _build(arrays: dict[str, np.ndarray], meta: dict[str, Any], model_class: type[CompiledModel], source: str) -> CompiledModel:
+def _build(
+    arrays: dict[str, np.ndarray], meta: dict[str, Any], model_class: type[CompiledModel], source: str
+) -> CompiledModel:
     checked = _check_metadata(meta, source)
     layout = checked.layout
 
@@ -647,7 +687,9 @@ def _build(arrays: dict[str, np.ndarray], meta: dict[str, Any], model_class: typ
             raise ModelFileError(f"{source}: array {name!r} is missing")
         a = np.asarray(a)
         if a.dtype.hasobject or a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
-            raise ModelFileError(f"{source}: array {name!r} has dtype {a.dtype}; weights must be float64 or float32")
+            raise ModelFileError(
+                f"{source}: array {name!r} has dtype {a.dtype}; weights must be float64 or float32"
+            )
         if a.dtype.itemsize == 4:
             rtol = 1e-5
         _check_shape(name, a.shape, shape, source)
@@ -670,7 +712,9 @@ def _build(arrays: dict[str, np.ndarray], meta: dict[str, Any], model_class: typ
             MLPBlock(w_in=weights[f"{p}.mlp_{j}.w_in"], w_out=weights[f"{p}.mlp_{j}.w_out"], **m)
             for j, m in enumerate(mlp_fields)
         )
-        lw = LayerWeights(heads, mlps, *(weights[f"{p}.{part}"] for part in ("w_q", "w_k", "w_v", "w_o", "w_1", "w_2")))
+        lw = LayerWeights(
+            heads, mlps, *(weights[f"{p}.{part}"] for part in ("w_q", "w_k", "w_v", "w_o", "w_1", "w_2"))
+        )
         _check_layer(n, lw, layout, rtol, source)
         layers.append(lw)
     model = model_class(
@@ -720,7 +764,11 @@ def _value_info(data: Any, layout: ResidualLayout, source: str) -> dict[str, Val
 
     out = {}
     for label, entry in data.items():
-        if label not in layout.sops or not isinstance(entry, dict) or not isinstance(entry.get("nullable"), bool):
+        if (
+            label not in layout.sops
+            or not isinstance(entry, dict)
+            or not isinstance(entry.get("nullable"), bool)
+        ):
             raise ModelFileError(f"{source}: bad value_info entry {shown(label)}: {shown(entry)}")
         values = entry.get("values")
         if values is not None and not isinstance(values, list):
@@ -728,7 +776,9 @@ def _value_info(data: Any, layout: ResidualLayout, source: str) -> dict[str, Val
         listed = None if values is None else tuple(number(v, repr(label)) for v in values)
         low, high = number(entry.get("low"), repr(label)), number(entry.get("high"), repr(label))
         if low > high or (listed and (min(listed) < low or max(listed) > high)):
-            raise ModelFileError(f"{source}: value_info of {label!r} has range {low}..{high} not covering its values")
+            raise ModelFileError(
+                f"{source}: value_info of {label!r} has range {low}..{high} not covering its values"
+            )
         out[label] = ValueInfo(nullable=entry["nullable"], values=listed, low=low, high=high)
     return out
 
@@ -741,16 +791,32 @@ def _check_layer(n: int, lw: LayerWeights, layout: ResidualLayout, rtol: float, 
         where = f"{source}: layer {n} head {i} ({head.label!r})"
         scale = head.coldness * math.sqrt(lw.head_size)
         query, key = [index[d] for d in head.query], [index[d] for d in head.key]
-        if not _same_factors(lw.w_q[:, i, :], lw.w_k[:, i, :], query, key, head.w_qk, scale, len(key) <= len(query), rtol):
+        if not _same_factors(
+            lw.w_q[:, i, :], lw.w_k[:, i, :], query, key, head.w_qk, scale, len(key) <= len(query), rtol
+        ):
             _check_product(
-                lw.w_q[:, i, :], lw.w_k[:, i, :], query, key, head.w_qk * scale, rtol, labels,
+                lw.w_q[:, i, :],
+                lw.w_k[:, i, :],
+                query,
+                key,
+                head.w_qk * scale,
+                rtol,
+                labels,
                 f"{where}: its w_qk (times coldness * sqrt(head_size) = {scale:.6g}) disagrees with "
                 f"layer_{n}.w_q @ layer_{n}.w_k^T",
             )
         value, output = [index[d] for d in head.value], [index[d] for d in head.output]
-        if not _same_factors(lw.w_v[:, i, :], lw.w_o[i].T, value, output, head.w_ov, 1.0, len(value) > len(output), rtol):
+        if not _same_factors(
+            lw.w_v[:, i, :], lw.w_o[i].T, value, output, head.w_ov, 1.0, len(value) > len(output), rtol
+        ):
             _check_product(
-                lw.w_v[:, i, :], lw.w_o[i].T, value, output, head.w_ov, rtol, labels,
+                lw.w_v[:, i, :],
+                lw.w_o[i].T,
+                value,
+                output,
+                head.w_ov,
+                rtol,
+                labels,
                 f"{where}: its w_ov disagrees with layer_{n}.w_v @ layer_{n}.w_o",
             )
     offset = 0
@@ -759,17 +825,35 @@ def _check_layer(n: int, lw: LayerWeights, layout: ResidualLayout, rtol: float, 
         cols = slice(offset, offset + mlp.hidden)
         want = np.zeros((layout.width, mlp.hidden))
         want[[index[d] for d in mlp.inputs], :] = mlp.w_in
-        _check_equal(lw.w_1[:, cols], want, rtol, f"{where}: its w_in disagrees with layer_{n}.w_1",
-                     lambda r, c, offset=offset: f"direction {labels[r]!r}, hidden unit {offset + c}")
+        _check_equal(
+            lw.w_1[:, cols],
+            want,
+            rtol,
+            f"{where}: its w_in disagrees with layer_{n}.w_1",
+            lambda r, c, offset=offset: f"direction {labels[r]!r}, hidden unit {offset + c}",
+        )
         want = np.zeros((mlp.hidden, layout.width))
         want[:, [index[d] for d in mlp.outputs]] = mlp.w_out
-        _check_equal(lw.w_2[cols], want, rtol, f"{where}: its w_out disagrees with layer_{n}.w_2",
-                     lambda r, c, offset=offset: f"hidden unit {offset + r}, direction {labels[c]!r}")
+        _check_equal(
+            lw.w_2[cols],
+            want,
+            rtol,
+            f"{where}: its w_out disagrees with layer_{n}.w_2",
+            lambda r, c, offset=offset: f"hidden unit {offset + r}, direction {labels[c]!r}",
+        )
         offset += mlp.hidden
 
 
-def _same_factors(left: np.ndarray, right: np.ndarray, rows: list[int], cols: list[int], table: np.ndarray,
-                  scale: float, table_on_left: bool, rtol: float) -> bool:
+def _same_factors(
+    left: np.ndarray,
+    right: np.ndarray,
+    rows: list[int],
+    cols: list[int],
+    table: np.ndarray,
+    scale: float,
+    table_on_left: bool,
+    rtol: float,
+) -> bool:
     """Whether (left, right) [d_model, head_size] are exactly the compiler's factors of
     `table` * `scale` placed at (rows, cols): the table on the smaller side, one-hot directions
     on the other, the scale on the left. A cheap first test (no d_model^2 product); a file
@@ -784,11 +868,22 @@ def _same_factors(left: np.ndarray, right: np.ndarray, rows: list[int], cols: li
         want_left[rows, range(len(rows))] = scale
         want_right[cols, : len(rows)] = table.T
     tolerance = rtol * max(1.0, scale * float(np.abs(table).max(initial=0.0)))
-    return all(np.abs(got - want).max(initial=0.0) <= tolerance for got, want in ((left, want_left), (right, want_right)))
+    return all(
+        np.abs(got - want).max(initial=0.0) <= tolerance
+        for got, want in ((left, want_left), (right, want_right))
+    )
 
 
-def _check_product(left: np.ndarray, right: np.ndarray, rows: list[int], cols: list[int], table: np.ndarray,
-                   rtol: float, labels: list[str], what: str) -> None:
+def _check_product(
+    left: np.ndarray,
+    right: np.ndarray,
+    rows: list[int],
+    cols: list[int],
+    table: np.ndarray,
+    rtol: float,
+    labels: list[str],
+    what: str,
+) -> None:
     """left @ right^T ([d_model, d_model]) must be `table` at (rows, cols) and 0 elsewhere;
     computed only over the rows either side can reach, not all d_model^2 entries."""
     r = sorted(set(np.flatnonzero(np.any(left != 0, axis=1)).tolist()) | set(rows))
@@ -796,7 +891,13 @@ def _check_product(left: np.ndarray, right: np.ndarray, rows: list[int], cols: l
     at_r, at_c = {x: k for k, x in enumerate(r)}, {x: k for k, x in enumerate(c)}
     want = np.zeros((len(r), len(c)))
     want[np.ix_([at_r[x] for x in rows], [at_c[x] for x in cols])] = table
-    _check_equal(left[r] @ right[c].T, want, rtol, what, lambda a, b: f"directions ({labels[r[a]]!r}, {labels[c[b]]!r})")
+    _check_equal(
+        left[r] @ right[c].T,
+        want,
+        rtol,
+        what,
+        lambda a, b: f"directions ({labels[r[a]]!r}, {labels[c[b]]!r})",
+    )
 
 
 def _check_equal(got: np.ndarray, want: np.ndarray, rtol: float, what: str, at: Any) -> None:

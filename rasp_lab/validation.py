@@ -19,7 +19,7 @@ from typing import Any
 
 from rasp_lab import rasp
 from rasp_lab.evaluator import EvaluationError, evaluate
-from rasp_lab.graph import LabelCollisionError, ProgramGraph
+from rasp_lab.graph import ProgramGraph, distinct_labels
 from rasp_lab.value_sets import (
     MAX_VALUES,
     ValueSets,
@@ -48,13 +48,15 @@ class Problem:
         return f"[{self.severity}] {self.label}: {self.message}"
 
 
-class ValidationError(ValueError):
-    """Raised by the compiler with every error-level problem `validate` found."""
+class ValidationError(ValueError, NotImplementedError):
+    """Raised by the compiler with every error-level problem `validate` found (also a
+    NotImplementedError, as Tracr's compiler raises for programs it can't compile)."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"the program can't be compiled exactly ({len(self.problems)} problems):\n{lines}")
+        count = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
+        super().__init__(f"the program can't be compiled exactly ({count}):\n{lines}")
 
 
 def validate(
@@ -73,10 +75,8 @@ def validate(
         raise TypeError(f"validate() takes a RASP expression, got {type(program).__name__} {program!r}")
     vocab_set = check_vocab(vocab, max_seq_len)
     limit = check_work_limit(work_limit)
-    try:
-        sets = value_sets(program, vocab_set, max_seq_len, work_limit=limit)
-    except LabelCollisionError as err:
-        return [Problem(err.label, "label-collision", str(err))]
+    program = distinct_labels(program)  # as compile does: problems name the labels it uses
+    sets = value_sets(program, vocab_set, max_seq_len, work_limit=limit)
     steps = dynamic_work(sets.graph, len(vocab_set), max_seq_len, SEARCH_BUDGET)  # type: ignore[arg-type]
     if steps > limit:
         raise WorkLimitError(
@@ -95,7 +95,9 @@ def dynamic_work(graph: ProgramGraph, vocab_size: int, max_seq_len: int, budget:
     `_search_inputs` yields (random lengths counted by their expectation), length^2 per
     selector, Aggregate and SelectorWidth (one per query and key) and length per other SOp;
     a cell takes about 0.15 microseconds, so two cells make one step of WORK_LIMIT."""
-    square = sum(isinstance(e, (rasp.Selector, rasp.Aggregate, rasp.SelectorWidth)) for e in graph.nodes.values())
+    square = sum(
+        isinstance(e, (rasp.Selector, rasp.Aggregate, rasp.SelectorWidth)) for e in graph.nodes.values()
+    )
     linear = len(graph.nodes) - square
 
     def cost(length: int) -> int:
@@ -188,7 +190,9 @@ class _Checker:
     def rank(self, label: str) -> int:
         return self.graph.order.index(label) if label in self.graph.nodes else -1
 
-    def add(self, label: str, kind: str, message: str, values: Iterable[Any] = (), severity: str = "error") -> None:
+    def add(
+        self, label: str, kind: str, message: str, values: Iterable[Any] = (), severity: str = "error"
+    ) -> None:
         key = (label, kind)
         known = self.problems.get(key)
         if known is None or (severity == "error" and known.severity != "error"):
@@ -225,23 +229,49 @@ class _Checker:
                 self._select(label, expr)
             elif isinstance(expr, rasp.ConstantSOp):
                 self._constant(label, len(expr.value), expr.check_length)
+            elif isinstance(expr, (rasp.TokensType, rasp.IndicesType, rasp.LengthType)) and rasp.is_numerical(
+                expr
+            ):
+                self.add(
+                    label,
+                    "numerical-input",
+                    f"numerical({expr.name}): the compiled model embeds {expr.name} one-hot (categorical), so "
+                    f"it has no numerical {expr.name} to read; use rasp.numerical(rasp.Map(lambda x: x, "
+                    f"rasp.{expr.name})), which an MLP computes from the one-hot",
+                )
             elif isinstance(expr, rasp.ConstantSelector):
-                self._constant(label, min([len(expr.value)] + [len(r) for r in expr.value]), expr.check_length)
+                self._constant(
+                    label, min([len(expr.value)] + [len(r) for r in expr.value]), expr.check_length
+                )
 
     def _values(self, label: str, expr: rasp.SOp) -> None:
         values = self.sets[label]
         if values is None:
             if rasp.is_categorical(expr) or self._consumers_enumerate(label):
-                self.add(label, "too-many-values", f"takes more than {MAX_VALUES} values; a one-hot block or lookup MLP would be too large")
+                self.add(
+                    label,
+                    "too-many-values",
+                    f"takes more than {MAX_VALUES} values; a one-hot block or lookup MLP would be too large",
+                )
             return
         nans = [v for v in values if is_nan(v)]
         if nans and not isinstance(expr, rasp.Aggregate):
-            self.add(label, "nan", f"takes the value NaN {_short(nans)}, which equals nothing (not even itself)", nans)
+            self.add(
+                label,
+                "nan",
+                f"takes the value NaN {_short(nans)}, which equals nothing (not even itself)",
+                nans,
+            )
         if rasp.is_numerical(expr) and not isinstance(expr, rasp.Aggregate):
             # An Aggregate's values are its input's, checked (and named) by _aggregate.
             bad = [v for v in values if v is not None and not _is_finite_real(v)]
             if bad:
-                self.add(label, "not-a-number", f"numerical SOp takes non-numeric or non-finite values {_short(bad)}", bad)
+                self.add(
+                    label,
+                    "not-a-number",
+                    f"numerical SOp takes non-numeric or non-finite values {_short(bad)}",
+                    bad,
+                )
             if None in values:
                 self.add(
                     label,
@@ -253,14 +283,23 @@ class _Checker:
     def _consumers_enumerate(self, label: str) -> bool:
         return any(
             isinstance(self.graph.nodes[user], (rasp.Map, rasp.Select))
-            or (isinstance(self.graph.nodes[user], rasp.SequenceMap) and not isinstance(self.graph.nodes[user], rasp.LinearSequenceMap))
+            or (
+                isinstance(self.graph.nodes[user], rasp.SequenceMap)
+                and not isinstance(self.graph.nodes[user], rasp.LinearSequenceMap)
+            )
             for user in self.graph.graph.successors(label)
         )
 
     def _map(self, label: str, expr: rasp.Map) -> None:
         inner = self.sets[expr.inner]
         out = self.sets[label]
-        if inner is not None and out is not None and None in out and None not in inner and rasp.is_categorical(expr):
+        if (
+            inner is not None
+            and out is not None
+            and None in out
+            and None not in inner
+            and rasp.is_categorical(expr)
+        ):
             self.add(
                 label,
                 "map-returns-none",
@@ -284,7 +323,12 @@ class _Checker:
         encodings = {c.label: rasp.get_encoding(c).value for c in expr.children}
         kinds = set(encodings.values())
         if kinds == {"numerical"} and rasp.is_categorical(expr):
-            self.add(label, "encoding", f"LinearSequenceMap of numerical inputs {encodings} must be numerical too", list(encodings))
+            self.add(
+                label,
+                "encoding",
+                f"LinearSequenceMap of numerical inputs {encodings} must be numerical too",
+                list(encodings),
+            )
         elif len(kinds) > 1:
             self.add(
                 label,
@@ -353,7 +397,12 @@ class _Checker:
     def _constant(self, label: str, size: int, check_length: bool) -> None:
         n = self.sets.max_seq_len
         if size < n:
-            self.add(label, "constant-length", f"has values for {size} positions but inputs may have {n}", (size, n))
+            self.add(
+                label,
+                "constant-length",
+                f"has values for {size} positions but inputs may have {n}",
+                (size, n),
+            )
         elif check_length and n > 1:
             self.add(
                 label,
@@ -366,9 +415,18 @@ class _Checker:
     # ----------------------------------------------------------------- dynamic checks
 
     def dynamic(
-        self, program: rasp.RASPExpr, vocab: list, max_seq_len: int, causal: bool, budget: int, max_cells: int | None = None
+        self,
+        program: rasp.RASPExpr,
+        vocab: list,
+        max_seq_len: int,
+        causal: bool,
+        budget: int,
+        max_cells: int | None = None,
     ) -> None:
-        square = sum(isinstance(e, (rasp.Selector, rasp.Aggregate, rasp.SelectorWidth)) for e in self.graph.nodes.values())
+        square = sum(
+            isinstance(e, (rasp.Selector, rasp.Aggregate, rasp.SelectorWidth))
+            for e in self.graph.nodes.values()
+        )
         linear = len(self.graph.nodes) - square
         cells = 0
         for xs in _search_inputs(vocab, max_seq_len, budget):

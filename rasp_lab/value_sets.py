@@ -23,7 +23,7 @@ from typing import Any
 
 from rasp_lab import rasp
 from rasp_lab.evaluator import is_nan
-from rasp_lab.graph import ProgramGraph, build_graph
+from rasp_lab.graph import ProgramGraph, build_graph, distinct_labels
 from rasp_lab.progress import Progress, Silent
 
 MAX_VALUES = 20_000
@@ -51,7 +51,9 @@ def _duration(seconds: float) -> str:
 class WorkLimitError(ValueError):
     """Value-set inference would take too long; says how much work and how to allow it."""
 
-    def __init__(self, label: str, estimate: int, limit: int, detail: str, work: str = "value-set inference") -> None:
+    def __init__(
+        self, label: str, estimate: int, limit: int, detail: str, work: str = "value-set inference"
+    ) -> None:
         super().__init__(
             f"{label}: {work} needs about {estimate:,} steps ({detail}), "
             f"over the work limit of {limit:,} (about {_duration(estimate * _SECONDS_PER_STEP)} of work); "
@@ -167,11 +169,14 @@ def value_sets(
     """The values every SOp of `program` (and of `extra`) can take on inputs over `vocab` of
     length 1..max_seq_len.
 
+    Two different expressions under one name are labelled apart first (see
+    rasp_lab.graph.distinct_labels); the sets are keyed by those labels.
+
     Raises WorkLimitError, before the work starts, when inference would take more than
     `work_limit` steps (default WORK_LIMIT, about a minute). `progress` is told of each SOp."""
     vocab_set = check_vocab(vocab, max_seq_len)
     limit = check_work_limit(work_limit)
-    graph = build_graph(program, extra)
+    graph = build_graph(program if extra else distinct_labels(program), extra)
     return _Inference(graph, vocab_set, max_seq_len, limit).run(progress or Silent())
 
 
@@ -180,7 +185,9 @@ def _sort_key(value: Any) -> tuple:
 
 
 class _Inference:
-    def __init__(self, graph: ProgramGraph, vocab: frozenset, max_seq_len: int, work_limit: int = WORK_LIMIT) -> None:
+    def __init__(
+        self, graph: ProgramGraph, vocab: frozenset, max_seq_len: int, work_limit: int = WORK_LIMIT
+    ) -> None:
         self.graph = graph
         self.vocab = vocab
         self.n = max_seq_len
@@ -475,7 +482,11 @@ def mean_values(values: Iterable[Any], max_count: int) -> set | None:
     evaluator does (exact rational mean, then rounded once); None past MAX_VALUES sums."""
     numbers = list(values)
     # Integer sums divide exactly as the evaluator's int / int does; others need Fractions.
-    base = sorted({int(v) for v in numbers} if all(isinstance(v, int) for v in numbers) else {Fraction(v) for v in numbers})
+    base = sorted(
+        {int(v) for v in numbers}
+        if all(isinstance(v, int) for v in numbers)
+        else {Fraction(v) for v in numbers}
+    )
     if not base:
         return set()
     means: set = set()

@@ -67,8 +67,22 @@ EMBEDDING_COLOUR = "#d9d9d9"
 """Fill for tokens and indices (and anything else the embedding writes)."""
 
 LAYER_COLOURS = (
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
-    "#9edae5", "#fdd0a2", "#b3de69", "#bebada", "#80b1d3", "#fccde5", "#ccebc5", "#ffed6f",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#dbdb8d",
+    "#9edae5",
+    "#fdd0a2",
+    "#b3de69",
+    "#bebada",
+    "#80b1d3",
+    "#fccde5",
+    "#ccebc5",
+    "#ffed6f",
 )
 """Fills for layer (or depth) 0, 1, 2, ... (light tab20 and Set3 colours, cycled after 16):
 all light, so black labels stay readable."""
@@ -202,7 +216,9 @@ def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeSt
     tallest = max(height.values(), default=0)
     head_layer: dict[str, int] = {}
     for label in reversed(selectors):  # consumers first
-        layers = [sops[s].head_layer for s in g.successors(label) if s in sops and sops[s].head_layer is not None]
+        layers = [
+            sops[s].head_layer for s in g.successors(label) if s in sops and sops[s].head_layer is not None
+        ]
         layers += [head_layer[s] for s in g.successors(label) if s in head_layer]
         if layers:
             head_layer[label] = min(layers)
@@ -221,14 +237,18 @@ def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeSt
         stage, layer, part = where[label]
         kind = _kind(graph.nodes[label])
         caption = kind if part == "embedding" and kind == "input" else f"{kind} · {part}" if part else kind
-        out[label] = NodeStage(label, kind, layer, columns[stage], caption, isinstance(graph.nodes[label], rasp.Selector))
+        out[label] = NodeStage(
+            label, kind, layer, columns[stage], caption, isinstance(graph.nodes[label], rasp.Selector)
+        )
     return out
 
 
 _Slot = str | tuple  # a node label, or ("via", source, column): a waypoint of the long edges from source
 
 
-def _routes(graph: ProgramGraph, stages: Mapping[str, NodeStage]) -> tuple[list[list[_Slot]], dict[tuple[str, str], list[_Slot]]]:
+def _routes(
+    graph: ProgramGraph, stages: Mapping[str, NodeStage]
+) -> tuple[list[list[_Slot]], dict[tuple[str, str], list[_Slot]]]:
     """Columns of slots, ordered to reduce crossings, and each edge's chain of slots.
 
     An edge spanning several columns gets a waypoint in every column it crosses (as in a
@@ -258,6 +278,7 @@ def _routes(graph: ProgramGraph, stages: Mapping[str, NodeStage]) -> tuple[list[
         order = range(1, n_columns) if sweep % 2 == 0 else range(n_columns - 2, -1, -1)
         side = -1 if sweep % 2 == 0 else 1  # look at the previous column, then at the next
         for c in order:
+
             def centre(slot: _Slot, c: int = c, side: int = side) -> float:
                 near = [position[n] for n in links.get(slot, []) if _column(n, stages) == c + side]
                 return float(np.mean(near)) if near else position[slot]
@@ -277,13 +298,17 @@ def _legend_entries(stages: Mapping[str, NodeStage], compiled: bool) -> list[Pat
     if compiled and any(s.layer is None for s in stages.values()):
         entries.append(Patch(facecolor=EMBEDDING_COLOUR, edgecolor="black", label="embedding"))
     word = "layer" if compiled else "depth"
-    entries += [Patch(facecolor=layer_colour(layer), edgecolor="black", label=f"{word} {layer}") for layer in layers]
+    entries += [
+        Patch(facecolor=layer_colour(layer), edgecolor="black", label=f"{word} {layer}") for layer in layers
+    ]
     if any(s.is_selector for s in stages.values()):
         entries.append(Patch(facecolor="white", edgecolor="black", linestyle="--", label="selector"))
     return entries
 
 
-def plot_program_graph(program_or_model: rasp.SOp | CompiledModel, path: PathLike, *, title: str | None = None) -> Figure:
+def plot_program_graph(
+    program_or_model: rasp.SOp | CompiledModel, path: PathLike, *, title: str | None = None
+) -> Figure:
     """The program's computation graph, left to right, saved to `path`.
 
     Given a CompiledModel: the compiled graph (see graph_layers), one column per stage
@@ -302,7 +327,9 @@ def plot_program_graph(program_or_model: rasp.SOp | CompiledModel, path: PathLik
         output = _model_name(model) if compiled else graph.output.label
         if compiled:
             n = len(model.weights.layers)
-            title = f"{output!r} compiled: {n} layer{'s' if n != 1 else ''}, residual width {model.layout.width}"
+            title = (
+                f"{output!r} compiled: {n} layer{'s' if n != 1 else ''}, residual width {model.layout.width}"
+            )
         else:
             title = f"{output!r}: program graph, by depth"
 
@@ -313,15 +340,27 @@ def plot_program_graph(program_or_model: rasp.SOp | CompiledModel, path: PathLik
     texts, captions, half = {}, {}, {}
     for label in graph.order:
         stage = stages[label]
-        box = dict(boxstyle=f"round,pad={pad}", facecolor=layer_colour(stage.layer), edgecolor="black",
-                   linewidth=0.9, linestyle="--" if stage.is_selector else "-")
-        texts[label] = ax.text(0, 0, label, ha="center", va="center", fontsize=fontsize, bbox=box, zorder=3, gid=label)
-        captions[label] = ax.text(0, 0, stage.caption, ha="center", va="top", fontsize=caption_size, color="#444444", zorder=3)
+        box = dict(
+            boxstyle=f"round,pad={pad}",
+            facecolor=layer_colour(stage.layer),
+            edgecolor="black",
+            linewidth=0.9,
+            linestyle="--" if stage.is_selector else "-",
+        )
+        texts[label] = ax.text(
+            0, 0, label, ha="center", va="center", fontsize=fontsize, bbox=box, zorder=3, gid=label
+        )
+        captions[label] = ax.text(
+            0, 0, stage.caption, ha="center", va="top", fontsize=caption_size, color="#444444", zorder=3
+        )
         box_pad = pad * fontsize / 72
         half[label] = texts[label].get_window_extent(renderer).width / DPI / 2 + box_pad
     column_half = [
-        max([half[s] for s in col if isinstance(s, str)]
-            + [captions[s].get_window_extent(renderer).width / DPI / 2 for s in col if isinstance(s, str)] + [0.2])
+        max(
+            [half[s] for s in col if isinstance(s, str)]
+            + [captions[s].get_window_extent(renderer).width / DPI / 2 for s in col if isinstance(s, str)]
+            + [0.2]
+        )
         for col in columns
     ]
     gap, margin = 0.55, 0.3
@@ -355,8 +394,16 @@ def plot_program_graph(program_or_model: rasp.SOp | CompiledModel, path: PathLik
     for chain in chains.values():
         ax.add_patch(_edge_patch(chain, where, half, xs, column_half, stages))
     ax.text(width / 2, height - 0.3, title, ha="center", va="center", fontsize=11, weight="bold")
-    ax.legend(handles=legend, loc="lower center", ncol=per_row, fontsize=8, frameon=False,
-              bbox_to_anchor=(0.5, 0.0), handlelength=1.6, columnspacing=1.2)
+    ax.legend(
+        handles=legend,
+        loc="lower center",
+        ncol=per_row,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
+        handlelength=1.6,
+        columnspacing=1.2,
+    )
     return _save(fig, path)
 
 
@@ -455,7 +502,9 @@ def _head(model: CompiledModel, layer: int, head: int | str) -> tuple[int, HeadB
     elif isinstance(head, int) and 0 <= head < len(heads):
         index = head
     else:
-        raise ValueError(f"head {head!r} out of range: layer {layer} has heads 0..{len(heads) - 1} ({[h.label for h in heads]})")
+        raise ValueError(
+            f"head {head!r} out of range: layer {layer} has heads 0..{len(heads) - 1} ({[h.label for h in heads]})"
+        )
     return index, heads[index]
 
 
@@ -471,7 +520,9 @@ def _token_labels(model: CompiledModel, tokens: Sequence[Any]) -> list[str]:
     return [str(model.input_encoder.bos_token)] + [str(t) for t in tokens]
 
 
-def plot_attention(model: CompiledModel, tokens: Sequence[Any], layer: int, head: int | str, path: PathLike) -> Figure:
+def plot_attention(
+    model: CompiledModel, tokens: Sequence[Any], layer: int, head: int | str, path: PathLike
+) -> Figure:
     """Head `head` (an index, or the label of the SOp it computes) of `layer`: its attention
     pattern on `tokens` (given without BOS), queries down, keys across, both labelled with
     the tokens, BOS first; weights written in the cells. Returns the Figure."""
@@ -511,12 +562,21 @@ def plot_attention(model: CompiledModel, tokens: Sequence[Any], layer: int, head
             for k in range(n):
                 value = pattern[q, k]
                 if value >= 0.005:
-                    ax.text(k, q, f"{value:.2f}".lstrip("0") if value < 0.995 else "1", ha="center", va="center",
-                            fontsize=8 if n <= 10 else 6, color="white" if value > 0.6 else "black")
+                    ax.text(
+                        k,
+                        q,
+                        f"{value:.2f}".lstrip("0") if value < 0.995 else "1",
+                        ha="center",
+                        va="center",
+                        fontsize=8 if n <= 10 else 6,
+                        color="white" if value > 0.6 else "black",
+                    )
     fig.text(0.5, 1 - title_room / 2 / height, title, ha="center", va="center", fontsize=9)
     bar_h = min(body, 3.0)
     top_edge = y0 + plot
-    bar = fig.add_axes(((left + plot + 0.25) / width, (top_edge - bar_h) / height, 0.14 / width, bar_h / height))
+    bar = fig.add_axes(
+        ((left + plot + 0.25) / width, (top_edge - bar_h) / height, 0.14 / width, bar_h / height)
+    )
     fig.colorbar(image, cax=bar, label="attention weight")
     return _save(fig, path)
 
@@ -601,15 +661,32 @@ def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathL
     small = w.size <= 900
     if small:
         for r, c in zip(*np.nonzero(w)):
-            ax.text(c, r + 0.08, f"{w[r, c]:g}", ha="center", va="top", fontsize=5 if big else 6,
-                    color="white" if abs(w[r, c]) > 0.75 * bound else "black")
+            ax.text(
+                c,
+                r + 0.08,
+                f"{w[r, c]:g}",
+                ha="center",
+                va="top",
+                fontsize=5 if big else 6,
+                color="white" if abs(w[r, c]) > 0.75 * bound else "black",
+            )
     marked = np.argwhere(_selected(block, _bos_direction(model)))
     if len(marked):
-        ax.scatter(marked[:, 1], marked[:, 0] - (0.2 if small else 0.0), s=9 if big else 16, marker="o",
-                   facecolor="black", edgecolor="white", linewidth=0.4, zorder=3)
+        ax.scatter(
+            marked[:, 1],
+            marked[:, 0] - (0.2 if small else 0.0),
+            s=9 if big else 16,
+            marker="o",
+            facecolor="black",
+            edgecolor="white",
+            linewidth=0.4,
+            zorder=3,
+        )
     fig.text(0.5, 1 - 0.4 / height, title, ha="center", va="center", fontsize=9)
     bar_h = min(body, 3.0)
-    bar = fig.add_axes(((left + plot_w + 0.25) / width, (below + body - bar_h) / height, 0.14 / width, bar_h / height))
+    bar = fig.add_axes(
+        ((left + plot_w + 0.25) / width, (below + body - bar_h) / height, 0.14 / width, bar_h / height)
+    )
     fig.colorbar(image, cax=bar, label="logit (table units)")
     return _save(fig, path)
 
@@ -629,7 +706,9 @@ def _block_caption(model: CompiledModel, name: str) -> str:
     return f"{name}: " + (", ".join(written) if written else "(nothing)")
 
 
-def plot_residual(model: CompiledModel, tokens: Sequence[Any], path: PathLike, layer: int | str | None = None) -> Figure:
+def plot_residual(
+    model: CompiledModel, tokens: Sequence[Any], path: PathLike, layer: int | str | None = None
+) -> Figure:
     """The residual stream on `tokens` (given without BOS) as labelled heatmaps: rows are
     positions (the tokens, BOS first), columns the residual directions (`sop:value`), one
     panel per block ('embed', then 'layer_l/attn', 'layer_l/mlp'), each showing the stream
@@ -638,7 +717,7 @@ def plot_residual(model: CompiledModel, tokens: Sequence[Any], path: PathLike, l
     and 1 (numerical values, averages) are written in their cells. Returns the Figure."""
     tokens = list(tokens)
     out = model.apply([model.input_encoder.bos_token, *tokens])
-    names = list(out.residuals)
+    names = list(out.stream)
     if layer is None:
         chosen = names
     elif isinstance(layer, str):
@@ -648,10 +727,12 @@ def plot_residual(model: CompiledModel, tokens: Sequence[Any], path: PathLike, l
     elif isinstance(layer, int) and 0 <= layer < len(model.weights.layers):
         chosen = [f"layer_{layer}/attn", f"layer_{layer}/mlp"]
     else:
-        raise ValueError(f"layer {layer!r} out of range: the model has layers 0..{len(model.weights.layers) - 1}")
+        raise ValueError(
+            f"layer {layer!r} out of range: the model has layers 0..{len(model.weights.layers) - 1}"
+        )
     labels = list(out.residual_labels)
     rows = _token_labels(model, tokens)
-    data = [np.asarray(out.residuals[name], dtype=float) for name in chosen]  # each [seq, d_model]
+    data = [np.asarray(out.stream[name], dtype=float) for name in chosen]  # each [seq, d_model]
     bound = max(max(float(np.abs(d).max()) for d in data), 1e-9)
     tick_size, cell = 7.0, 0.2
     # Everything below in inches, then turned into figure fractions.
@@ -673,9 +754,16 @@ def plot_residual(model: CompiledModel, tokens: Sequence[Any], path: PathLike, l
     y = height - top
     for caption, values in zip(captions, data):
         y -= title_room + panel
-        ax = fig.add_axes((left / width, y / height, plot_width / width, panel / height), sharex=axes[0] if axes else None)
-        image = ax.imshow(values, cmap=_soft_diverging(), norm=TwoSlopeNorm(0.0, -bound, bound), aspect="auto",
-                          interpolation="nearest")
+        ax = fig.add_axes(
+            (left / width, y / height, plot_width / width, panel / height), sharex=axes[0] if axes else None
+        )
+        image = ax.imshow(
+            values,
+            cmap=_soft_diverging(),
+            norm=TwoSlopeNorm(0.0, -bound, bound),
+            aspect="auto",
+            interpolation="nearest",
+        )
         ax.set_yticks(range(len(rows)), labels=rows, fontsize=tick_size)
         ax.set_title(caption, fontsize=8, loc="left", pad=3)
         for x in _block_edges(directions):
@@ -683,8 +771,15 @@ def plot_residual(model: CompiledModel, tokens: Sequence[Any], path: PathLike, l
         odd = np.argwhere((np.abs(values) > 0.005) & (np.abs(values - 1) > 0.005))  # not 0, not one-hot 1
         if len(odd) <= 400:
             for r, c in odd:
-                ax.text(c, r, f"{values[r, c]:.2g}", ha="center", va="center", fontsize=4.5,
-                        color="white" if abs(values[r, c]) > 0.75 * bound else "black")
+                ax.text(
+                    c,
+                    r,
+                    f"{values[r, c]:.2g}",
+                    ha="center",
+                    va="center",
+                    fontsize=4.5,
+                    color="white" if abs(values[r, c]) > 0.75 * bound else "black",
+                )
         ax.tick_params(axis="x", bottom=False, labelbottom=False)
         axes.append(ax)
         y -= gap
@@ -696,7 +791,9 @@ def plot_residual(model: CompiledModel, tokens: Sequence[Any], path: PathLike, l
     span_top, span_bottom = height - top - title_room, y + gap
     bar_height = min(span_top - span_bottom, 3.0)
     bar_bottom = (span_top + span_bottom - bar_height) / 2
-    bar = fig.add_axes(((left + beside + 0.2) / width, bar_bottom / height, 0.14 / width, bar_height / height))
+    bar = fig.add_axes(
+        ((left + beside + 0.2) / width, bar_bottom / height, 0.14 / width, bar_height / height)
+    )
     fig.colorbar(image, cax=bar, label="value")
     return _save(fig, path)
 
@@ -727,7 +824,9 @@ def composition_growth(max_atoms: int = 4) -> dict[str, dict[str, list[int | Non
 
     if not (isinstance(max_atoms, int) and max_atoms >= 1):
         raise ValueError(f"max_atoms must be a positive integer, got {max_atoms!r}")
-    out: dict[str, dict[str, list[int | None]]] = {op: {s: [] for s in GROWTH_STRATEGIES} for op in ("AND", "OR")}
+    out: dict[str, dict[str, list[int | None]]] = {
+        op: {s: [] for s in GROWTH_STRATEGIES} for op in ("AND", "OR")
+    }
     for m in range(1, max_atoms + 1):
         keys, queries = copies(m, "k"), copies(m, "q")
         conj, disj = and_of_equalities(keys, queries), or_of_equalities(keys, queries)
@@ -771,8 +870,16 @@ def plot_composition_growth(path: PathLike, max_atoms: int = 4) -> Figure:
                 ax.plot(x, y, label=strategy, markersize=5, linewidth=1.4, **style)
             misses = [m + nudge for m, w in zip(ms, widths) if w is None]
             if misses:
-                ax.plot(misses, [miss] * len(misses), linestyle="none", marker="x", color=style["color"],
-                        markersize=7, clip_on=False, label=None if fits else strategy)
+                ax.plot(
+                    misses,
+                    [miss] * len(misses),
+                    linestyle="none",
+                    marker="x",
+                    color=style["color"],
+                    markersize=7,
+                    clip_on=False,
+                    label=None if fits else strategy,
+                )
         ax.set_yscale("log", base=2)
         ax.set_ylim(low / 1.7, high * 1.4)
         ticks = [miss] + [2**e for e in range(int(np.floor(np.log2(low))), int(np.ceil(np.log2(high))) + 1)]
@@ -784,12 +891,15 @@ def plot_composition_growth(path: PathLike, max_atoms: int = 4) -> Figure:
         ax.set_xlabel("atoms m")
         ax.grid(True, which="major", alpha=0.3)
         joiner = " & " if op == "AND" else " | "
-        ax.set_title(f"{op}: " + joiner.join(f"(k{j} == q{j})" for j in range(min(max_atoms, 2))) + (joiner + "..." if max_atoms > 2 else ""),
-                     fontsize=9)
+        ax.set_title(
+            f"{op}: "
+            + joiner.join(f"(k{j} == q{j})" for j in range(min(max_atoms, 2)))
+            + (joiner + "..." if max_atoms > 2 else ""),
+            fontsize=9,
+        )
     axes[0].set_ylabel("head width (query + key directions)", fontsize=9)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(GROWTH_STRATEGIES), fontsize=8, frameon=False)
     fig.suptitle("one head per composition of m atoms over two-valued SOps: width per encoding", fontsize=10)
     fig.subplots_adjust(left=0.11, right=0.98, top=0.86, bottom=0.22, wspace=0.08)
     return _save(fig, path)
-

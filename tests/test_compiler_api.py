@@ -199,7 +199,7 @@ def test_cache_hook_names_and_shapes(name: str) -> None:
         if layer + 1 < layers:
             np.testing.assert_array_equal(post, cache[f"blocks.{layer + 1}.hook_resid_pre"])
     np.testing.assert_allclose(cache["blocks.0.hook_resid_pre"], cache["hook_embed"] + cache["hook_pos_embed"], atol=1e-6)
-    final = list(out.residuals.values())[-1]
+    final = list(out.stream.values())[-1]
     np.testing.assert_array_equal(cache[f"blocks.{layers - 1}.hook_resid_post"], final)
     assert f"blocks.{layers}.hook_resid_pre" not in cache
 

@@ -249,7 +249,7 @@ def test_residual_has_a_panel_per_block(frac_model, tmp_path):
     fig = viz.plot_residual(frac_model, tokens, path)
     _png(path)
     out = frac_model.apply(["BOS", *tokens])
-    blocks = list(out.residuals)
+    blocks = list(out.stream)
     assert blocks == ["embed", "layer_0/attn", "layer_0/mlp", "layer_1/attn", "layer_1/mlp"]
     texts = _texts(fig)
     _has(texts, "tokens:a", "tokens:b", "indices:0", "is_a", "frac_a", "BOS", *blocks, "frac_a \u2190 prevs")
@@ -258,7 +258,7 @@ def test_residual_has_a_panel_per_block(frac_model, tmp_path):
     for ax, name in zip(panels, blocks):
         assert ax.get_title(loc="left").startswith(name)
         assert [t.get_text() for t in ax.get_yticklabels()] == ["BOS", *tokens]
-        np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), out.residuals[name])
+        np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), out.stream[name])
     assert [t.get_text() for t in panels[-1].get_xticklabels()] == frac_model.residual_labels
 
 

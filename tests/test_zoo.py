@@ -461,19 +461,19 @@ def test_causal_matters_for_a_non_causal_program():
 @settings(max_examples=80, deadline=None)
 @given(xs=_inputs("abc", 8), offset=st.integers(0, 4))
 def test_shift_by_any_offset(xs, offset):
-    assert_matches(evaluate(tracr_library.make_shift_by(offset, rasp.tokens), xs), ref_shift_by(xs, offset))
+    assert_matches(evaluate(tracr_library.shift_by(offset, rasp.tokens), xs), ref_shift_by(xs, offset))
 
 
 @settings(max_examples=80, deadline=None)
 @given(xs=_inputs("ab", 8), pattern=st.lists(st.sampled_from("ab"), min_size=1, max_size=3))
 def test_detect_pattern_any_pattern(xs, pattern):
-    program = tracr_library.make_detect_pattern(rasp.tokens, pattern)
+    program = tracr_library.detect_pattern(rasp.tokens, pattern)
     assert_matches(evaluate(program, xs), ref_detect_pattern(xs, pattern))
 
 
 def test_detect_pattern_rejects_empty_pattern():
     with pytest.raises(ValueError):
-        tracr_library.make_detect_pattern(rasp.tokens, [])
+        tracr_library.detect_pattern(rasp.tokens, [])
 
 
 @settings(max_examples=60, deadline=None)

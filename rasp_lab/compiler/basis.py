@@ -13,7 +13,15 @@ import numpy as np
 
 from rasp_lab.artifact import INTERNAL_PREFIX, ONE, Direction, direction_labels, sort_values
 
-__all__ = ["Direction", "ONE", "INTERNAL_PREFIX", "direction_labels", "sort_values", "categorical_directions", "matrix"]
+__all__ = [
+    "Direction",
+    "ONE",
+    "INTERNAL_PREFIX",
+    "direction_labels",
+    "sort_values",
+    "categorical_directions",
+    "matrix",
+]
 
 
 def categorical_directions(label: str, values: Iterable[Any]) -> tuple[Direction, ...]:
@@ -21,7 +29,9 @@ def categorical_directions(label: str, values: Iterable[Any]) -> tuple[Direction
     return tuple(Direction(label, v) for v in sort_values(v for v in values if v is not None))
 
 
-def matrix(rows: Sequence[Direction], cols: Sequence[Direction], entries: dict[tuple[Direction, Direction], float]) -> np.ndarray:
+def matrix(
+    rows: Sequence[Direction], cols: Sequence[Direction], entries: dict[tuple[Direction, Direction], float]
+) -> np.ndarray:
     """A [len(rows), len(cols)] float64 array from named entries."""
     row_index = {d: i for i, d in enumerate(rows)}
     col_index = {d: j for j, d in enumerate(cols)}

@@ -216,19 +216,32 @@ class _Builder:
         vocab = self.sets.vocab
         if self.bos in vocab or self.pad in vocab or self.bos == self.pad:
             raise CompileError(
-                "tokens", f"BOS {self.bos!r} and PAD {self.pad!r} must be distinct and not in the vocab {sort_values(vocab)}"
+                "tokens",
+                f"BOS {self.bos!r} and PAD {self.pad!r} must be distinct and not in the vocab {sort_values(vocab)}",
             )
         self.nodes["tokens"] = NodeBlock(
             "tokens", rasp.Encoding.CATEGORICAL, categorical_directions("tokens", vocab), None, None, (), 0.0
         )
         self.nodes["indices"] = NodeBlock(
-            "indices", rasp.Encoding.CATEGORICAL, categorical_directions("indices", range(self.n)), None, None, (), 0.0
+            "indices",
+            rasp.Encoding.CATEGORICAL,
+            categorical_directions("indices", range(self.n)),
+            None,
+            None,
+            (),
+            0.0,
         )
 
     def _embedding(self) -> Embedding:
         vocab = sort_values(self.sets.vocab)
-        fulls = [self.graph.nodes[lbl] for lbl in self.graph.order if isinstance(self.graph.nodes[lbl], rasp.Full)]
-        consts = [self.graph.nodes[lbl] for lbl in self.graph.order if isinstance(self.graph.nodes[lbl], rasp.ConstantSOp)]
+        fulls = [
+            self.graph.nodes[lbl] for lbl in self.graph.order if isinstance(self.graph.nodes[lbl], rasp.Full)
+        ]
+        consts = [
+            self.graph.nodes[lbl]
+            for lbl in self.graph.order
+            if isinstance(self.graph.nodes[lbl], rasp.ConstantSOp)
+        ]
         token_rows: list[dict[Direction, float]] = []
         for token in vocab:
             row = {ONE: 1.0, Direction("tokens", token): 1.0}
@@ -264,7 +277,11 @@ class _Builder:
         if isinstance(expr, (rasp.Full, rasp.ConstantSOp)):
             self.exact.add(label)
             return NodeBlock(label, encoding, self.directions(label, encoding), None, None, (), 0.0)
-        if isinstance(expr, rasp.LinearSequenceMap) and rasp.is_numerical(expr) and rasp.is_numerical(expr.fst):
+        if (
+            isinstance(expr, rasp.LinearSequenceMap)
+            and rasp.is_numerical(expr)
+            and rasp.is_numerical(expr.fst)
+        ):
             return self._linear(label, expr)
         if isinstance(expr, rasp.SequenceMap):
             return self._sequence_map(label, expr, encoding)
@@ -307,11 +324,17 @@ class _Builder:
         inputs_t = tuple(dict.fromkeys([ONE, *inputs]))
         hidden = len(w_in_entries)
         units = [Direction(f"{label}_hidden", j) for j in range(hidden)]
-        w_in = matrix(inputs_t, units, {(d, units[j]): v for j, col in enumerate(w_in_entries) for d, v in col.items()})
-        w_out = matrix(units, outputs, {(units[j], d): v for j, row in enumerate(w_out_entries) for d, v in row.items()})
+        w_in = matrix(
+            inputs_t, units, {(d, units[j]): v for j, col in enumerate(w_in_entries) for d, v in col.items()}
+        )
+        w_out = matrix(
+            units, outputs, {(units[j], d): v for j, row in enumerate(w_out_entries) for d, v in row.items()}
+        )
         return MLPBlock(label, kind, inputs_t, outputs, w_in, w_out, tolerance)
 
-    def _output_entry(self, outputs: tuple[Direction, ...], encoding: rasp.Encoding, value: Any) -> dict[Direction, float]:
+    def _output_entry(
+        self, outputs: tuple[Direction, ...], encoding: rasp.Encoding, value: Any
+    ) -> dict[Direction, float]:
         """The output directions for one function value; {} for None, and for a value outside
         the output's (sound) value set, which only unreachable input combinations produce."""
         if value is None:
@@ -345,7 +368,9 @@ class _Builder:
                 # unit at 0 would pass it on). An exact one-hot needs no bias: ReLU(x).
                 w_in.append({direction: 1.0} if inner.label in self.exact else {direction: 2.0, ONE: -1.0})
                 w_out.append(entry)
-        mlp = self._finish_mlp(label, "categorical_map", list(inner.directions), outputs, w_in, w_out, tolerance=0.25)
+        mlp = self._finish_mlp(
+            label, "categorical_map", list(inner.directions), outputs, w_in, w_out, tolerance=0.25
+        )
         if inner.label in self.exact:
             self.exact.add(label)
         error = 2 * inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
@@ -399,7 +424,11 @@ class _Builder:
         # Clean (two clamping units per pair, exact while each input is within 1/8 of 0 or 1)
         # where a head that averages reads this SOp and its inputs carry error: such a head
         # multiplies a one-hot's error by its coldness in every logit.
-        clean = label in self.averaging_reads and (fst.error > 0 or snd.error > 0) and encoding is rasp.Encoding.CATEGORICAL
+        clean = (
+            label in self.averaging_reads
+            and (fst.error > 0 or snd.error > 0)
+            and encoding is rasp.Encoding.CATEGORICAL
+        )
         for dirs, args in pairs:
             try:
                 out = expr.f(*args)
@@ -411,7 +440,10 @@ class _Builder:
             # 2 * (sum of the one-hots) is 2k when all k are on, at most 2k - 2 otherwise.
             top = 2.0 * len(dirs)
             if clean:
-                w_in += [{**{d: 2.0 for d in dirs}, ONE: 1.5 - top}, {**{d: 2.0 for d in dirs}, ONE: 0.5 - top}]
+                w_in += [
+                    {**{d: 2.0 for d in dirs}, ONE: 1.5 - top},
+                    {**{d: 2.0 for d in dirs}, ONE: 0.5 - top},
+                ]
                 w_out += [entry, {d: -v for d, v in entry.items()}]
             elif not {fst.label, snd.label} <= self.exact:
                 # ReLU(2 x_a + 2 x_b - 3): 1 when both one-hots are on, -1 or less otherwise,
@@ -419,18 +451,26 @@ class _Builder:
                 w_in.append({**{d: 2.0 for d in dirs}, ONE: 1.0 - top})
                 w_out.append(entry)
             else:  # exact one-hots: ReLU(x_a + x_b - 1), exactly 0 unless both are on
-                w_in.append({**{d: 1.0 for d in dirs}, ONE: 1.0 - len(dirs)} if len(dirs) == 2 else {dirs[0]: 1.0})
+                w_in.append(
+                    {**{d: 1.0 for d in dirs}, ONE: 1.0 - len(dirs)} if len(dirs) == 2 else {dirs[0]: 1.0}
+                )
                 w_out.append(entry)
         if not clean and {fst.label, snd.label} <= self.exact:
             self.exact.add(label)
         kind = "clean_sequence_map" if clean else "sequence_map"
         tolerance = 1 / 8 if clean else 0.25
-        mlp = self._finish_mlp(label, kind, [*fst.directions, *snd.directions], outputs, w_in, w_out, tolerance=tolerance)
+        mlp = self._finish_mlp(
+            label, kind, [*fst.directions, *snd.directions], outputs, w_in, w_out, tolerance=tolerance
+        )
         if clean and max(fst.error, snd.error) >= tolerance:
             raise NeedsPrecision(label, max(fst.error, snd.error), tolerance)
         scale = max([1.0] + [abs(v) for row in w_out for v in row.values()])
-        error = 0.0 if clean else 2 * (fst.error + snd.error) * scale  # each active unit doubles its inputs' error
-        return NodeBlock(label, encoding, outputs, None, mlp, tuple(dict.fromkeys([fst.label, snd.label])), error)
+        error = (
+            0.0 if clean else 2 * (fst.error + snd.error) * scale
+        )  # each active unit doubles its inputs' error
+        return NodeBlock(
+            label, encoding, outputs, None, mlp, tuple(dict.fromkeys([fst.label, snd.label])), error
+        )
 
     def _linear(self, label: str, expr: rasp.LinearSequenceMap) -> NodeBlock:
         fst, snd = self.node(expr.fst.label), self.node(expr.snd.label)
@@ -444,7 +484,15 @@ class _Builder:
             w_out += [{out: factor}, {out: -factor}]
         mlp = self._finish_mlp(label, "linear", list(coefficients), (out,), w_in, w_out, tolerance=math.inf)
         error = abs(expr.fst_fac) * fst.error + abs(expr.snd_fac) * snd.error
-        return NodeBlock(label, rasp.Encoding.NUMERICAL, (out,), None, mlp, tuple(dict.fromkeys([fst.label, snd.label])), error)
+        return NodeBlock(
+            label,
+            rasp.Encoding.NUMERICAL,
+            (out,),
+            None,
+            mlp,
+            tuple(dict.fromkeys([fst.label, snd.label])),
+            error,
+        )
 
     def _discretiser(
         self,
@@ -516,13 +564,17 @@ class _Builder:
 
         q_feats = [features(plan.query_sops[j], b.values) for j, b in enumerate(w.query_blocks)]
         k_feats = [features(plan.key_sops[i], b.values) for i, b in enumerate(w.key_blocks)]
-        query = list(dict.fromkeys([ONE, self.bos_dir, *(d for feats in q_feats for f in feats for d, _ in f)]))
+        query = list(
+            dict.fromkeys([ONE, self.bos_dir, *(d for feats in q_feats for f in feats for d, _ in f)])
+        )
         key = list(dict.fromkeys([ONE, self.bos_dir, *(d for feats in k_feats for f in feats for d, _ in f)]))
         q_index = {d: n for n, d in enumerate(query)}
         k_index = {d: n for n, d in enumerate(key)}
         qk = np.zeros((len(query), len(key)))  # [query directions, key directions]
 
-        def coo(feats: list[list[tuple[Direction, float]]], index: dict[Direction, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def coo(
+            feats: list[list[tuple[Direction, float]]], index: dict[Direction, int]
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             """(value position, direction index, coefficient) per feature entry."""
             rows = [(a, index[d], c) for a, f in enumerate(feats) for d, c in f]
             if not rows:
@@ -576,11 +628,27 @@ class _Builder:
         # The leak moves a mean by up to leak * spread, and an output of 0 must stay within
         # 1e-4 however large the values are: the leak is a bound in value units.
         leak = self.leak / max(1.0, spread) if encoding is rasp.Encoding.NUMERICAL else self.leak
-        head = self._head(label, expr.selector.label, query, key, qk, value, outputs, ov, margin=plan.weights.margin, leak=leak, strategy=plan.strategy)
+        head = self._head(
+            label,
+            expr.selector.label,
+            query,
+            key,
+            qk,
+            value,
+            outputs,
+            ov,
+            margin=plan.weights.margin,
+            leak=leak,
+            strategy=plan.strategy,
+        )
         error = sop.error + 2 * head.leak_bound * spread
-        return NodeBlock(label, encoding, outputs, head, None, tuple(dict.fromkeys(reads + [sop.label])), error)
+        return NodeBlock(
+            label, encoding, outputs, head, None, tuple(dict.fromkeys(reads + [sop.label])), error
+        )
 
-    def _head(self, label, selector, query, key, qk, value, output, ov, margin, leak=None, strategy="") -> HeadBlock:
+    def _head(
+        self, label, selector, query, key, qk, value, output, ov, margin, leak=None, strategy=""
+    ) -> HeadBlock:
         """A head from a QK array over (query, key) directions and named OV entries;
         directions whose QK row or column is all zero are dropped, so the head reads (and
         the model stores) only what it uses."""
@@ -611,7 +679,11 @@ class _Builder:
         only BOS and reads 0, so the decoder stays silent there."""
         if selector is None:  # `length`: every key, BOS included, has the same logit
             query, key, reads = [ONE, self.bos_dir], [ONE, self.bos_dir], []
-            entries = {(ONE, ONE): 1.0, (ONE, self.bos_dir): 1.0, (self.bos_dir, self.bos_dir): BOS_QUERY_MARGIN}
+            entries = {
+                (ONE, ONE): 1.0,
+                (ONE, self.bos_dir): 1.0,
+                (self.bos_dir, self.bos_dir): BOS_QUERY_MARGIN,
+            }
             qk = matrix(query, key, entries)
             selector_label, strategy = "length", "length"
         else:
@@ -639,7 +711,12 @@ class _Builder:
         )
         outputs = self.directions(label, encoding)
         mlp = self._discretiser(
-            label, "selector_width", scratch, [(share, w) for share, w in zip(shares, widths)], outputs, encoding
+            label,
+            "selector_width",
+            scratch,
+            [(share, w) for share, w in zip(shares, widths)],
+            outputs,
+            encoding,
         )
         return NodeBlock(label, encoding, outputs, head, mlp, tuple(dict.fromkeys(reads)), mlp.rounding)
 
@@ -650,6 +727,8 @@ def _averaging_reads(graph: ProgramGraph, plans: SelectorPlans) -> frozenset[str
     out: set[str] = set()
     for consumer, plan in plans.heads.items():
         expr = graph.nodes.get(consumer)
-        if isinstance(expr, rasp.SelectorWidth) or (isinstance(expr, rasp.Aggregate) and rasp.is_numerical(expr)):
+        if isinstance(expr, rasp.SelectorWidth) or (
+            isinstance(expr, rasp.Aggregate) and rasp.is_numerical(expr)
+        ):
             out.update(plan.query_sops, plan.key_sops)
     return frozenset(out)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rasp_lab import rasp
-from rasp_lab.compiler.rewrite import rebuild, rewrite
 from rasp_lab.compiler.steps import clamped_steps, float32_estimate
 from rasp_lab.errors import CompileError
 from rasp_lab.evaluator import topological
+from rasp_lab.rasp.rewrite import rebuild, rewrite
 from rasp_lab.value_sets import ValueSets
 
 ONE_LAYER_ESTIMATE = 1e-4
@@ -87,7 +87,9 @@ def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
     """Split every discretising Map whose float32 error its readers can't absorb."""
     nodes = topological(program)
     labels = {node.label for node in nodes}
-    keyed = {sop.label for node in nodes if isinstance(node, rasp.Select) for sop in (node.keys, node.queries)}
+    keyed = {
+        sop.label for node in nodes if isinstance(node, rasp.Select) for sop in (node.keys, node.queries)
+    }
     splits: dict[str, SplitPlan] = {}
 
     averaged = _read_by_averaging_heads(nodes)
@@ -96,7 +98,11 @@ def plan_discretisers(program: rasp.SOp, sets: ValueSets) -> DiscretiserPlans:
     def replace(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
         if isinstance(node, rasp.SelectorWidth) and not rasp.is_numerical(node) and node.label in averaged:
             return _clean_width(node, children, labels)
-        if isinstance(node, rasp.Select) and rasp.length.label in averaged and any(c is rasp.length for c in children[:2]):
+        if (
+            isinstance(node, rasp.Select)
+            and rasp.length.label in averaged
+            and any(c is rasp.length for c in children[:2])
+        ):
             # `length` is a width too, but a primitive (its label can't move to a raw
             # decoder): its Selects read a clamped copy instead.
             if not clean_length:
@@ -122,7 +128,9 @@ def _read_by_averaging_heads(nodes: list[rasp.RASPExpr]) -> set[str]:
     """Labels of the SOps a numerical Aggregate's or a SelectorWidth's selector reads."""
     out: set[str] = set()
     for node in nodes:
-        if isinstance(node, rasp.SelectorWidth) or (isinstance(node, rasp.Aggregate) and rasp.is_numerical(node)):
+        if isinstance(node, rasp.SelectorWidth) or (
+            isinstance(node, rasp.Aggregate) and rasp.is_numerical(node)
+        ):
             stack = [node.selector]
             while stack:
                 selector = stack.pop()

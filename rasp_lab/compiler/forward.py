@@ -36,7 +36,7 @@ class LayerShape:
     mlp_hidden: int
 
 
-def _mask(token_ids, pad_id: int, causal: bool):
+def attention_mask(token_ids, pad_id: int, causal: bool):
     """[batch, 1, query, key] boolean: True where a query may attend to a key."""
     xp = jnp if isinstance(token_ids, jax.Array) else np
     keys_ok = token_ids != pad_id  # [batch, seq]
@@ -107,7 +107,9 @@ class _Transformer(hk.Module):
         return residuals, patterns
 
 
-def haiku_forward(shapes: list[LayerShape], n_tokens: int, d_model: int, max_positions: int, pad_id: int, causal: bool):
+def haiku_forward(
+    shapes: list[LayerShape], n_tokens: int, d_model: int, max_positions: int, pad_id: int, causal: bool
+):
     """A haiku-transformed function ids [batch, seq] -> (residuals, patterns).
 
     residuals: list of [batch, seq, d_model]: embeddings, then after each attention and MLP.
@@ -120,17 +122,19 @@ def haiku_forward(shapes: list[LayerShape], n_tokens: int, d_model: int, max_pos
         positions = jnp.arange(token_ids.shape[1])
         pos = hk.Embed(max_positions, d_model, w_init=zeros, name="pos_embed")(positions)
         x = tokens + pos[None]  # [batch, seq, d_model]
-        return _Transformer(shapes)(x, _mask(token_ids, pad_id, causal))
+        return _Transformer(shapes)(x, attention_mask(token_ids, pad_id, causal))
 
     return hk.without_apply_rng(hk.transform(forward))
 
 
 def numpy_forward(params: Params, shapes: list[LayerShape], token_ids: np.ndarray, pad_id: int, causal: bool):
     """The same forward pass in float64 numpy, written without haiku: the oracle."""
-    params = {name: {k: np.asarray(v, dtype=np.float64) for k, v in group.items()} for name, group in params.items()}
+    params = {
+        name: {k: np.asarray(v, dtype=np.float64) for k, v in group.items()} for name, group in params.items()
+    }
     ids = np.asarray(token_ids)
     x = params["token_embed"]["embeddings"][ids] + params["pos_embed"]["embeddings"][: ids.shape[1]][None]
-    mask = _mask(ids, pad_id, causal)
+    mask = attention_mask(ids, pad_id, causal)
     residuals, patterns = [x], []
     for layer, shape in enumerate(shapes):
         p = f"transformer/layer_{layer}"

@@ -56,7 +56,9 @@ def allocate_layers(plan: BlockPlan) -> LayerAllocation:
         if node.head is not None:
             head_sub = ready = _first_at_or_after(inputs_ready + 1, 0)
         if node.mlp is not None:
-            mlp_sub = ready = head_sub + 1 if head_sub is not None else _first_at_or_after(inputs_ready + 1, 1)
+            mlp_sub = ready = (
+                head_sub + 1 if head_sub is not None else _first_at_or_after(inputs_ready + 1, 1)
+            )
         placements[label] = Placement(
             label,
             head_layer=None if head_sub is None else head_sub // 2,

@@ -25,7 +25,7 @@ import numpy as np
 
 from rasp_lab import model_format, rasp
 from rasp_lab.artifact import HeadBlock, LayerWeights, ResidualLayout, SOpLocation, ValueInfo, Weights, pad
-from rasp_lab.compiler.forward import LayerShape, haiku_forward, numpy_forward
+from rasp_lab.compiler.forward import MASKED, LayerShape, attention_mask, haiku_forward, numpy_forward
 from rasp_lab.compiler.layers import EMBEDDED, LayerAllocation, Placement
 
 if TYPE_CHECKING:
@@ -70,25 +70,41 @@ class InputEncoder:
     def pad_encoding(self) -> int:
         return self.encoding_map[self.pad_token]
 
-    def encode(self, inputs: Sequence[Any]) -> list[int]:
-        """Ids for `[BOS, *tokens]`; ValueError naming the first bad token and its position."""
+    def encode(self, inputs: Sequence[Any], *, allow_padding: bool = False) -> list[int]:
+        """Ids for `[BOS, *tokens]` (with `allow_padding`, `[BOS, *tokens, *PADs]` as Tracr
+        runs a padded row); ValueError naming the first bad token and its position."""
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise TypeError(f"expected a list of tokens starting with {self.bos_token!r}, got {inputs!r}")
         if len(inputs) == 0 or inputs[0] != self.bos_token:
             first = repr(inputs[0]) if len(inputs) else "nothing"
-            raise ValueError(f"inputs must start with the BOS token {self.bos_token!r}, got {first} at position 0")
+            raise ValueError(
+                f"inputs must start with the BOS token {self.bos_token!r}, got {first} at position 0"
+            )
         if len(inputs) - 1 > self.max_seq_len:
             raise ValueError(
                 f"{len(inputs) - 1} tokens after BOS is longer than max_seq_len {self.max_seq_len}"
             )
         ids = []
+        padding = False
         for position, token in enumerate(inputs):
             where = f"position {position} (BOS is position 0)"
             if position > 0 and token == self.bos_token:
                 raise ValueError(f"BOS token {token!r} may only stand at position 0, found at {where}")
             if token == self.pad_token:
+                if not allow_padding:
+                    raise ValueError(
+                        f"PAD token {token!r} at {where}: pass inputs without padding (run_batch pads them itself)"
+                    )
+                if position == 1:
+                    raise ValueError(
+                        f"PAD token {token!r} at {where}: a padded input needs at least one token before PAD"
+                    )
+                padding = True
+                ids.append(self.encoding_map[token])
+                continue
+            if padding:
                 raise ValueError(
-                    f"PAD token {token!r} at {where}: pass inputs without padding (run_batch pads them itself)"
+                    f"token {token!r} at {where} after PAD: PAD may only follow the input, to its end"
                 )
             if token not in self.encoding_map:
                 vocab = [t for t in self.encoding_map if t not in (self.bos_token, self.pad_token)]
@@ -126,20 +142,38 @@ class HeadInfo:
 
 @dataclass(frozen=True)
 class ModelOutput:
-    """One forward pass on one input (BOS first)."""
+    """One forward pass on one input (BOS first, then tokens, then any PAD).
+
+    The first five fields are rasp_lab's (positions as rows, no batch axis); the rest are the
+    fields of Tracr's AssembledTransformerModelOutput, with its shapes (batch axis of 1)."""
 
     decoded: list
-    residuals: Mapping[str, np.ndarray]
+    """BOS, then each position's value (None where the SOp has no value, and at PAD)."""
+    stream: Mapping[str, np.ndarray]
     """'embed', 'layer_{l}/attn', 'layer_{l}/mlp' -> [seq, d_model] after that block."""
     attention: Mapping[int, np.ndarray]
     """layer -> pattern [heads, query, key]."""
     cache: Mapping[str, np.ndarray]
     """TransformerLens hook names -> arrays (no batch axis)."""
     residual_labels: list[str]
+    unembedded: np.ndarray
+    """[1, seq]: the output's index in `output_encoder` (categorical; -1 where it has no
+    value) or its value (numerical), as the model computes it (BOS and PAD included)."""
+    layer_outputs: list[np.ndarray]
+    """Each block's write to the residual stream, [1, seq, d_model], attention then MLP per layer."""
+    residuals: list[np.ndarray]
+    """The residual stream after each block, [1, seq, d_model] (Tracr's list; `stream` names them)."""
+    attn_logits: list[np.ndarray]
+    """Per layer [1, heads, query, key]: attention logits, recomputed in float64 from the
+    residual before the layer (masked entries hold the mask value)."""
+    transformer_output: np.ndarray
+    """[1, seq, d_model]: the final residual stream."""
+    input_embeddings: np.ndarray
+    """[1, seq, d_model]: token plus position embeddings."""
 
     def sop(self, location: SOpLocation) -> np.ndarray:
         """[seq, len(directions)]: the final residual restricted to one SOp's directions."""
-        final = list(self.residuals.values())[-1]
+        final = list(self.stream.values())[-1]
         return final[:, location.start : location.stop]
 
 
@@ -266,7 +300,9 @@ class CompiledModel:
         )
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], source: str = "arrays") -> CompiledModel:
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], source: str = "arrays"
+    ) -> CompiledModel:
         """The model from named arrays and JSON metadata, as `rasp_lab.export.to_arrays`
         makes them and `rasp_lab.load` reads them from a file (see rasp_lab/model_format.py)."""
         return model_format.from_arrays(dict(arrays), dict(metadata), cls, source=source)
@@ -352,7 +388,9 @@ class CompiledModel:
     def parameter_counts(self) -> dict[str, int]:
         compact = sum(a.size for group in self.compact_params.values() for a in group.values())
         padded = sum(a.size for group in self.params.values() for a in group.values())
-        nonzero = sum(int(np.count_nonzero(a)) for group in self.compact_params.values() for a in group.values())
+        nonzero = sum(
+            int(np.count_nonzero(a)) for group in self.compact_params.values() for a in group.values()
+        )
         return {"compact": compact, "padded": padded, "nonzero": nonzero}
 
     def summary(self) -> str:
@@ -418,12 +456,16 @@ class CompiledModel:
         if ids.ndim != 2:
             raise ValueError(f"token ids must be a [batch, seq] array, got shape {ids.shape}")
         if ids.shape[1] > self.max_seq_len + 1:
-            raise ValueError(f"sequence length {ids.shape[1]} (with BOS) exceeds max_seq_len + 1 = {self.max_seq_len + 1}")
+            raise ValueError(
+                f"sequence length {ids.shape[1]} (with BOS) exceeds max_seq_len + 1 = {self.max_seq_len + 1}"
+            )
         bad = ids[(ids < 0) | (ids >= len(self.input_encoder.encoding_map))]
         if bad.size:
             raise ValueError(f"token ids out of range: {sorted(set(bad.tolist()))}")
 
-    def decode(self, residual: np.ndarray, ids: np.ndarray, location: SOpLocation | None = None) -> list[list]:
+    def decode(
+        self, residual: np.ndarray, ids: np.ndarray, location: SOpLocation | None = None
+    ) -> list[list]:
         """Decoded values per row and position (BOS and PAD positions excluded).
 
         Vectorised: a categorical block decodes to its value where one entry is >= 0.75 and
@@ -451,7 +493,11 @@ class CompiledModel:
         bad = valid & ~empty & ~clean
         if bad.any():
             row, position = np.argwhere(bad)[0]
-            shown = {str(d): round(float(v), 3) for d, v in zip(location.directions, block[row, position]) if abs(v) > 1e-3}
+            shown = {
+                str(d): round(float(v), 3)
+                for d, v in zip(location.directions, block[row, position])
+                if abs(v) > 1e-3
+            }
             raise DecodingError(
                 f"{location.label}: row {row}, position {position + 1} holds no single value (block {shown}); "
                 f"a categorical Aggregate probably averaged different values here"
@@ -476,18 +522,22 @@ class CompiledModel:
         return self.run_batch([list(xs)])[0]
 
     def apply(self, inputs: Sequence[Any]) -> ModelOutput:
-        """Run on `[BOS, *tokens]`; everything a user may want to look at."""
-        ids = np.asarray([self.input_encoder.encode(inputs)], dtype=np.int32)
+        """Run on `[BOS, *tokens]`, or on `[BOS, *tokens, PAD, ...]` as Tracr runs a padded row
+        (PAD positions are masked as keys and decode to None); everything a user may want to
+        look at."""
+        ids = np.asarray([self.input_encoder.encode(inputs, allow_padding=True)], dtype=np.int32)
         residuals, patterns = self.forward(ids)
-        decoded = [self.input_encoder.bos_token] + self.decode(residuals[-1], ids)[0]
-        names = ["embed"] + [f"layer_{layer}/{part}" for layer in range(len(patterns)) for part in ("attn", "mlp")]
+        values = self.decode(residuals[-1], ids)[0]
+        decoded = [self.input_encoder.bos_token] + values + [None] * (ids.shape[1] - 1 - len(values))
+        names = ["embed"] + [
+            f"layer_{layer}/{part}" for layer in range(len(patterns)) for part in ("attn", "mlp")
+        ]
         by_block = {name: r[0] for name, r in zip(names, residuals)}
         attention = {layer: p[0] for layer, p in enumerate(patterns)}
+        token_embed = np.asarray(self.compact_params["token_embed"]["embeddings"])[ids[0]]
+        pos_embed = np.asarray(self.compact_params["pos_embed"]["embeddings"])[: ids.shape[1]]
         # As in TransformerLens: token and position embeddings apart; their sum is resid_pre.
-        cache: dict[str, np.ndarray] = {
-            "hook_embed": np.asarray(self.compact_params["token_embed"]["embeddings"])[ids[0]],
-            "hook_pos_embed": np.asarray(self.compact_params["pos_embed"]["embeddings"])[: ids.shape[1]],
-        }
+        cache: dict[str, np.ndarray] = {"hook_embed": token_embed, "hook_pos_embed": pos_embed}
         for layer, pattern in enumerate(patterns):
             pre, mid, post = residuals[2 * layer][0], residuals[2 * layer + 1][0], residuals[2 * layer + 2][0]
             cache[f"blocks.{layer}.hook_resid_pre"] = pre
@@ -496,7 +546,38 @@ class CompiledModel:
             cache[f"blocks.{layer}.hook_resid_mid"] = mid
             cache[f"blocks.{layer}.hook_mlp_out"] = post - mid
             cache[f"blocks.{layer}.hook_resid_post"] = post
-        return ModelOutput(decoded, by_block, attention, cache, self.residual_labels)
+        stream = [np.asarray(r) for r in residuals]  # each [1, seq, d_model]
+        return ModelOutput(
+            decoded=decoded,
+            stream=by_block,
+            attention=attention,
+            cache=cache,
+            residual_labels=self.residual_labels,
+            unembedded=self._unembedded(stream[-1]),
+            layer_outputs=[after - before for before, after in zip(stream, stream[1:])],
+            residuals=stream[1:],
+            attn_logits=[self._attn_logits(layer, stream[2 * layer], ids) for layer in range(len(patterns))],
+            transformer_output=stream[-1],
+            input_embeddings=stream[0],
+        )
+
+    def _unembedded(self, final: np.ndarray) -> np.ndarray:
+        """[1, seq]: the output block read out per position (index or value)."""
+        location = self.output_location
+        block = final[..., location.start : location.stop]  # [1, seq, len(directions)]
+        if location.encoding is rasp.Encoding.NUMERICAL:
+            return block[..., 0].astype(float)
+        return np.where(block.max(axis=-1, initial=0.0) >= 0.5, block.argmax(axis=-1), -1)
+
+    def _attn_logits(self, layer: int, before: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """[1, heads, query, key] logits of `layer`'s heads on the residual `before` it."""
+        lw = self.weights.layers[layer]
+        x = before.astype(np.float64)  # [1, seq, d_model]
+        q = np.einsum("bsd,dhk->bshk", x, lw.w_q)  # [1, seq, heads, head_size]
+        k = np.einsum("bsd,dhk->bshk", x, lw.w_k)
+        logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(max(lw.head_size, 1))
+        mask = attention_mask(ids, self.input_encoder.pad_encoding, self.causal)  # [1, 1, query, key]
+        return np.where(mask, logits, MASKED)
 
     def __call__(self, inputs: Sequence[Any]) -> ModelOutput:
         return self.apply(inputs)
@@ -506,7 +587,9 @@ class CompiledModel:
 
 
 def _head_info(layer: int, index: int, head: HeadBlock) -> HeadInfo:
-    return HeadInfo(layer, index, head.label, head.selector, head.margin, head.coldness, head.leak_bound, head.strategy)
+    return HeadInfo(
+        layer, index, head.label, head.selector, head.margin, head.coldness, head.leak_bound, head.strategy
+    )
 
 
 def _allocation_from(layout: ResidualLayout, num_layers: int) -> LayerAllocation:

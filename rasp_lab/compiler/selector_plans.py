@@ -24,9 +24,9 @@ from typing import Any
 
 from rasp_lab import rasp
 from rasp_lab.compiler.basis import sort_values
-from rasp_lab.compiler.rewrite import rebuild, rewrite
 from rasp_lab.errors import CompileError
 from rasp_lab.evaluator import topological
+from rasp_lab.rasp.rewrite import rebuild, rewrite
 from rasp_lab.selectors import (
     ENCODINGS,
     HeadWeights,
@@ -121,7 +121,9 @@ def plan_selectors(
     heads: dict[str, HeadPlan] = {}
     for node in topological(program):
         if isinstance(node, (rasp.Aggregate, rasp.SelectorWidth)):
-            heads[node.label] = _plan_head(node, sets, _forced(strategy, node.selector.label), products, causal)
+            heads[node.label] = _plan_head(
+                node, sets, _forced(strategy, node.selector.label), products, causal
+            )
     return SelectorPlans(program=program, extra=tuple(products.values()), heads=heads)
 
 
@@ -157,8 +159,12 @@ class _Verdicts:
         self.selector, self.sets = selector, sets
         self.given = {label: sets[label] for label in _involved(selector)}
         self.program = analyze(
-            selector, value_sets=self.given, vocab=sets.vocab, max_seq_len=sets.max_seq_len,
-            domain="program", causal=causal,
+            selector,
+            value_sets=self.given,
+            vocab=sets.vocab,
+            max_seq_len=sets.max_seq_len,
+            domain="program",
+            causal=causal,
         )
         self._free: SelectorAnalysis | None = None
 
@@ -217,11 +223,15 @@ def _multi_head_cost(sets: ValueSets) -> int:
     return 2 * (2 + 2 * n + 1) + (1 + 4) + 4 * n
 
 
-def _rewrite_multi_head(program: rasp.SOp, sets: ValueSets, strategy: str | Mapping[str, str], causal: bool) -> rasp.SOp:
+def _rewrite_multi_head(
+    program: rasp.SOp, sets: ValueSets, strategy: str | Mapping[str, str], causal: bool
+) -> rasp.SOp:
     """Replace SelectorWidth(S) by length - SelectorWidth(~S) where that is chosen."""
 
     def replace(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
-        if isinstance(node, rasp.SelectorWidth) and _wants_multi_head(node, sets, _forced(strategy, node.selector.label), causal):
+        if isinstance(node, rasp.SelectorWidth) and _wants_multi_head(
+            node, sets, _forced(strategy, node.selector.label), causal
+        ):
             return _width_by_complement(node, children[0])
         return None
 
@@ -284,13 +294,20 @@ def _encoding_costs(verdicts: _Verdicts, sets: ValueSets, *, width: bool) -> dic
 
 
 def _plan_head(
-    node: rasp.Aggregate | rasp.SelectorWidth, sets: ValueSets, forced: str, products: dict[str, rasp.SOp], causal: bool
+    node: rasp.Aggregate | rasp.SelectorWidth,
+    sets: ValueSets,
+    forced: str,
+    products: dict[str, rasp.SOp],
+    causal: bool,
 ) -> HeadPlan:
     selector = node.selector
     width = isinstance(node, rasp.SelectorWidth)
     if _is_conjunction(selector) and forced in ("auto", "factored", "multi_head"):
         # The common case needs neither the product grid nor an LP.
-        values = {label: tuple(sort_values(v for v in _values(label, sets) if v is not None)) for label in _involved(selector)}
+        values = {
+            label: tuple(sort_values(v for v in _values(label, sets) if v is not None))
+            for label in _involved(selector)
+        }
         nullable = frozenset(label for label in values if None in _values(label, sets))
         weights = conjunction_weights(selector, values, width=width, nullable=nullable)
         return HeadPlan(
@@ -318,7 +335,9 @@ def _plan_head(
         forced = "auto"  # the rewrite already happened (SelectorWidth only); plan its heads
     if forced != "auto":
         if costs.get(forced) is None:
-            raise CompileError(selector.label, f"strategy {forced!r} does not fit one head: {verdicts.reason(forced)}")
+            raise CompileError(
+                selector.label, f"strategy {forced!r} does not fit one head: {verdicts.reason(forced)}"
+            )
         encoding = forced
     else:
         fitting = [(c, ENCODINGS.index(e), e) for e, c in costs.items() if c is not None]
@@ -347,7 +366,10 @@ def _plan_head(
         weights=weights,
         query_sops=sides[0],
         key_sops=sides[1],
-        costs={**costs, "multi_head": _multi_head_cost(sets) if width and _is_conjunction(negate(selector)) else None},
+        costs={
+            **costs,
+            "multi_head": _multi_head_cost(sets) if width and _is_conjunction(negate(selector)) else None,
+        },
     )
 
 

@@ -109,7 +109,9 @@ def rounding_scale(steps: Steps, xs: Sequence[float]) -> float:
     for j, u in enumerate(steps.units):
         for k, v in u.out.items():
             out[j, column[k]] = abs(v)
-    hidden = np.maximum(np.asarray(xs, dtype=float)[:, None] * slope[None, :] + bias[None, :], 0.0)  # [xs, units]
+    hidden = np.maximum(
+        np.asarray(xs, dtype=float)[:, None] * slope[None, :] + bias[None, :], 0.0
+    )  # [xs, units]
     return float((hidden @ out).max())
 
 

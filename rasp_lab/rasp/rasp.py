@@ -15,6 +15,7 @@ A Tracr program runs after `from rasp_lab import rasp`. What differs from Tracr,
 from __future__ import annotations
 
 import enum
+import logging
 import numbers
 import operator
 import re
@@ -54,6 +55,7 @@ __all__ = [
     "is_categorical",
     "get_encoding",
     "annotate",
+    "comparison_operator",
     "evaluate",
     "trace",
     "EvaluationError",
@@ -70,6 +72,8 @@ __all__ = [
 Value = None | int | float | str | bool
 NumericValue = int | float
 SelectorValue = list[list[bool]]
+
+_log = logging.getLogger(__name__)
 
 _NAME = "name"
 _ENCODING = "encoding"
@@ -143,7 +147,16 @@ class RASPExpr:
 
     @property
     def name(self) -> str:
-        return self._label
+        """The name given with `.named()`, else the kind's default ("map", "select", ...), as
+        in Tracr; `label` is the unique one the compiler uses (the name, or `<kind>_<id>`)."""
+        name = self._annotations.get(_NAME)
+        return name if name is not None else self._kind()
+
+    def copy(self) -> RASPExpr:
+        """A new node computing the same thing, with the same name (Tracr's `copy()`). Nodes
+        are immutable, so renaming either one never renames the other; the copy's unique_id
+        is the original's, since ids are structural."""
+        return self._with_annotations(dict(self._annotations))
 
     @property
     def unique_id(self) -> str:
@@ -153,7 +166,7 @@ class RASPExpr:
     @property
     def annotations(self) -> Mapping[str, Any]:
         shown = dict(self._annotations)
-        shown[_NAME] = self._label
+        shown[_NAME] = self.name
         return types.MappingProxyType(shown)
 
     @property
@@ -245,9 +258,7 @@ class SOp(RASPExpr):
         if isinstance(other, SOp):
             return SequenceMap(op, other, self) if reflected else SequenceMap(op, self, other)
         if isinstance(other, RASPExpr):
-            raise TypeError(
-                f"cannot combine SOp {self.label!r} with {type(other).__name__} {other.label!r}"
-            )
+            raise TypeError(f"cannot combine SOp {self.label!r} with {type(other).__name__} {other.label!r}")
         return Map(_WithConstant(op, other, reflected), self)
 
     def __lt__(self, other: Any) -> SOp:
@@ -356,7 +367,9 @@ class _Composed:
         # The text `fingerprint((outer, inner))` gives, without re-walking the inner links.
         text = f"tuple({element_fingerprint(outer)},{inner_fp})"
         object.__setattr__(self, "functions", functions)
-        object.__setattr__(self, "_fingerprint", text if len(text) <= self._INLINE else f"sha256:{digest(text, 64)}")
+        object.__setattr__(
+            self, "_fingerprint", text if len(text) <= self._INLINE else f"sha256:{digest(text, 64)}"
+        )
 
     def __call__(self, x: Any) -> Any:
         y = self.functions[0](x)
@@ -393,6 +406,9 @@ class _Primitive(SOp):
                 # numerical(tokens) is another node, so it must not be labelled "tokens" too.
                 label = f"{label}_{encoding.value}"
             object.__setattr__(self, "_label", label)
+
+    def _kind(self) -> str:
+        return self._fixed_label
 
 
 class TokensType(_Primitive):
@@ -451,6 +467,14 @@ class SequenceMap(SOp):
         _check_callable(f, "f", owner)
         _check_expr(fst, SOp, "fst", owner)
         _check_expr(snd, SOp, "snd", owner)
+        if fst is snd:
+            _log.warning(
+                "%s(%r, %r): both inputs are the same SOp; a Map of it computes the same with one "
+                "input (and, compiled, a smaller MLP)",
+                owner,
+                fst.label,
+                snd.label,
+            )
         self._init(f=f, fst=fst, snd=snd)
 
     def _params(self) -> tuple:
@@ -645,8 +669,10 @@ class ConstantSelector(Selector):
 
     def __init__(self, value: Sequence[Sequence[bool]], check_length: bool = True) -> None:
         rows = value if _is_value_sequence(value) else None
-        if rows is None or not all(_is_value_sequence(row) for row in rows) or not all(
-            isinstance(v, bool) or v in (0, 1) for row in rows for v in row
+        if (
+            rows is None
+            or not all(_is_value_sequence(row) for row in rows)
+            or not all(isinstance(v, bool) or v in (0, 1) for row in rows for v in row)
         ):
             raise TypeError(f"ConstantSelector: value must be a matrix of bools, got {value!r}")
         self._init(value=tuple(tuple(bool(v) for v in row) for row in rows), check_length=bool(check_length))

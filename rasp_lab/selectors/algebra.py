@@ -107,7 +107,6 @@ def involved_sops(selector: rasp.Selector) -> dict[str, rasp.SOp]:
     return sops
 
 
-
 def negate(selector: rasp.Selector) -> rasp.Selector:
     """~selector with the negation pushed through & and | (De Morgan), ~~A = A."""
     if isinstance(selector, rasp.SelectorNot):

@@ -29,7 +29,7 @@ import numpy as np
 
 from rasp_lab import rasp
 from rasp_lab.artifact import sort_values
-from rasp_lab.graph import build_graph
+from rasp_lab.graph import distinct_labels
 from rasp_lab.selectors.algebra import involved_sops, is_conjunction, selector_atoms, shallow_equivalent
 from rasp_lab.selectors.domain import Domain, check_witness, free_domain, program_domain
 from rasp_lab.selectors.heads import ENCODINGS, Atom, Block, FarkasCertificate, Fit, HeadWeights, Rectangle
@@ -96,9 +96,13 @@ def analyze(
     if not isinstance(domain, str) or domain not in QUESTIONS:
         raise ValueError(f"domain must be 'program' or 'product', got {domain!r}")
     for name, seconds in (("time_limit", time_limit), ("rank_seconds", rank_seconds)):
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < float("inf")
+        ):
             raise ValueError(f"{name} must be a number of seconds >= 0, got {seconds!r}")
-    build_graph(selector)  # two different SOps under one label: LabelCollisionError, as compile says
+    selector = distinct_labels(selector)  # two different SOps under one name: labelled apart, as compile does
     question = QUESTIONS[domain]
     if question == "program" and (vocab is None or max_seq_len is None):
         raise TypeError("analyze(domain='program') needs vocab= and max_seq_len=: the program's inputs")
@@ -107,8 +111,17 @@ def analyze(
     query_sops = tuple(sorted({a.query_sop for a in atoms}))
     values = _involved_values(selector, key_sops + query_sops, vocab, max_seq_len, value_sets)
     return SelectorAnalysis(
-        selector, atoms, key_sops, query_sops, values, question,
-        vocab=vocab, max_seq_len=max_seq_len, causal=causal, time_limit=time_limit, rank_seconds=rank_seconds,
+        selector,
+        atoms,
+        key_sops,
+        query_sops,
+        values,
+        question,
+        vocab=vocab,
+        max_seq_len=max_seq_len,
+        causal=causal,
+        time_limit=time_limit,
+        rank_seconds=rank_seconds,
     )
 
 
@@ -116,7 +129,21 @@ class SelectorAnalysis:
     """The verdicts for one composition. Everything past the atoms is computed on first use:
     a conjunction's verdict needs neither the pairs' grid nor an LP."""
 
-    def __init__(self, selector, atoms, key_sops, query_sops, values, question, *, vocab, max_seq_len, causal, time_limit, rank_seconds) -> None:
+    def __init__(
+        self,
+        selector,
+        atoms,
+        key_sops,
+        query_sops,
+        values,
+        question,
+        *,
+        vocab,
+        max_seq_len,
+        causal,
+        time_limit,
+        rank_seconds,
+    ) -> None:
         self.selector: rasp.Selector = selector
         self.atoms: tuple[Atom, ...] = atoms
         self.key_sops: tuple[str, ...] = key_sops
@@ -137,8 +164,14 @@ class SelectorAnalysis:
         if self.question == "free":
             return free_domain(self.query_sops, self.key_sops, self.values)
         return program_domain(
-            self.selector, involved_sops(self.selector), self.query_sops, self.key_sops,
-            self.vocab, self.max_seq_len, self.values, causal=self.causal,
+            self.selector,
+            involved_sops(self.selector),
+            self.query_sops,
+            self.key_sops,
+            self.vocab,
+            self.max_seq_len,
+            self.values,
+            causal=self.causal,
         )
 
     @property
@@ -157,11 +190,21 @@ class SelectorAnalysis:
     @cached_property
     def pattern(self) -> np.ndarray:
         """[n_q, n_k] bool: the selection on every (query tuple, key tuple) of the domain."""
-        return _pattern(self.shallow, self.key_sops, self.query_sops, self.values, self.key_tuples, self.query_tuples)
+        return _pattern(
+            self.shallow, self.key_sops, self.query_sops, self.values, self.key_tuples, self.query_tuples
+        )
 
     @cached_property
     def _ctx(self) -> _Context:
-        return _Context(self.shallow, self.key_sops, self.query_sops, self.values, self.domain, self.pattern, self.time_limit)
+        return _Context(
+            self.shallow,
+            self.key_sops,
+            self.query_sops,
+            self.values,
+            self.domain,
+            self.pattern,
+            self.time_limit,
+        )
 
     # --------------------------------------------------------------------------- verdicts
 
@@ -240,7 +283,15 @@ class SelectorAnalysis:
             # even on one block a side, leave M(q) - BOS(q) free: use the pattern as the table.
             base = fit.weights if tables else ctx.table_weights(q_blocks, k_blocks)
             # Tables are 2 per satisfied group; BOS one unit higher reaches the top, 2m.
-            return HeadWeights(base.query_blocks, base.key_blocks, base.tables, base.key_bias, base.bos_query, base.bos_const + 1.0, base.margin)
+            return HeadWeights(
+                base.query_blocks,
+                base.key_blocks,
+                base.tables,
+                base.key_bias,
+                base.bos_query,
+                base.bos_const + 1.0,
+                base.margin,
+            )
         try:
             return ctx.program(q_blocks, k_blocks, width=True)[0].feasible()
         except LPStopped:
@@ -375,14 +426,22 @@ class SelectorAnalysis:
             lines.append(f"  fits one head with factored one-hots ({how}); width {factored.width}")
         elif not factored.decided:
             lines.append(f"  undecided for one factored head: the LP stopped after {self.time_limit:g} s")
-            lines.append(f"  cheapest encoding that fits: {self.encoding} (width {self.widths[self.encoding]})")
+            lines.append(
+                f"  cheapest encoding that fits: {self.encoding} (width {self.widths[self.encoding]})"
+            )
         else:
-            proof = "" if self.question == "free" or self.domain.exact else (
-                " (on an over-approximated domain: not a proof for the program)"
+            proof = (
+                ""
+                if self.question == "free" or self.domain.exact
+                else (" (on an over-approximated domain: not a proof for the program)")
             )
             lines.append(f"  does NOT fit one factored head{proof}: {factored.witness}")
-            lines.append(f"  cheapest encoding that fits: {self.encoding} (width {self.widths[self.encoding]})")
-        lines.append("  widths: " + ", ".join(f"{k}={'-' if v is None else v}" for k, v in self.widths.items()))
+            lines.append(
+                f"  cheapest encoding that fits: {self.encoding} (width {self.widths[self.encoding]})"
+            )
+        lines.append(
+            "  widths: " + ", ".join(f"{k}={'-' if v is None else v}" for k, v in self.widths.items())
+        )
         lower, upper = self.band()
         stopped = "" if self.rank_search_complete else " (search stopped)"
         over = self.question == "program" and not self.domain.exact
@@ -442,8 +501,13 @@ def _involved_values(selector, labels, vocab, max_seq_len, value_sets) -> dict[s
 def _pattern(selector, key_sops, query_sops, values, key_tuples, query_tuples) -> np.ndarray:
     """[n_q, n_k] bool selection: each atom tabulated over its value pair once, then
     spread over the tuples and combined with numpy's Boolean algebra."""
-    k_idx = {s: np.array([values[s].index(t[c]) for t in key_tuples], dtype=int) for c, s in enumerate(key_sops)}
-    q_idx = {s: np.array([values[s].index(t[c]) for t in query_tuples], dtype=int) for c, s in enumerate(query_sops)}
+    k_idx = {
+        s: np.array([values[s].index(t[c]) for t in key_tuples], dtype=int) for c, s in enumerate(key_sops)
+    }
+    q_idx = {
+        s: np.array([values[s].index(t[c]) for t in query_tuples], dtype=int)
+        for c, s in enumerate(query_sops)
+    }
 
     def atom_grid(node: rasp.Selector) -> np.ndarray:
         ks = node.keys.label if isinstance(node, rasp.Select) else rasp.indices.label
@@ -477,7 +541,9 @@ def _pattern(selector, key_sops, query_sops, values, key_tuples, query_tuples) -
 
 
 class _Context:
-    def __init__(self, selector, key_sops, query_sops, values, domain: Domain, pattern, time_limit: float) -> None:
+    def __init__(
+        self, selector, key_sops, query_sops, values, domain: Domain, pattern, time_limit: float
+    ) -> None:
         self.selector = selector
         self.key_sops, self.query_sops = key_sops, query_sops
         self.values = values
@@ -497,9 +563,13 @@ class _Context:
 
         q_joint = encoding in ("product_queries", "product_both")
         k_joint = encoding in ("product_keys", "product_both")
-        return side(self.query_sops, q_joint, self.query_tuples), side(self.key_sops, k_joint, self.key_tuples)
+        return side(self.query_sops, q_joint, self.query_tuples), side(
+            self.key_sops, k_joint, self.key_tuples
+        )
 
-    def indices(self, blocks: tuple[Block, ...], sops: tuple[str, ...], tuples: tuple[tuple, ...]) -> dict[int, np.ndarray]:
+    def indices(
+        self, blocks: tuple[Block, ...], sops: tuple[str, ...], tuples: tuple[tuple, ...]
+    ) -> dict[int, np.ndarray]:
         """Block -> [n_tuples] index of each tuple's value within that block."""
         out = {}
         for b, block in enumerate(blocks):
@@ -518,8 +588,12 @@ class _Context:
         if self.domain.pairs <= CORNER_PAIRS:
             return
         rank = {s: {v: n for n, v in enumerate(vals)} for s, vals in self.values.items()}
-        q_top = np.array([max((rank[s][v] for s, v in zip(self.query_sops, t)), default=0) for t in self.query_tuples])
-        k_top = np.array([max((rank[s][v] for s, v in zip(self.key_sops, t)), default=0) for t in self.key_tuples])
+        q_top = np.array(
+            [max((rank[s][v] for s, v in zip(self.query_sops, t)), default=0) for t in self.query_tuples]
+        )
+        k_top = np.array(
+            [max((rank[s][v] for s, v in zip(self.key_sops, t)), default=0) for t in self.key_tuples]
+        )
         largest = max(int(q_top.max(initial=0)), int(k_top.max(initial=0))) + 1
         size = 2
         while size < largest:
@@ -547,10 +621,14 @@ class _Context:
         if left <= 0:
             raise LPStopped
         lp = LinearProgram(
-            self.pattern[sub], self.realised[sub], q_blocks, k_blocks,
+            self.pattern[sub],
+            self.realised[sub],
+            q_blocks,
+            k_blocks,
             self.indices(q_blocks, self.query_sops, q_tuples),
             self.indices(k_blocks, self.key_sops, k_tuples),
-            width=width, time_limit=left,
+            width=width,
+            time_limit=left,
         )
         return lp, q_tuples, k_tuples
 
@@ -568,7 +646,9 @@ class _Context:
             for rows, cols in self.corners():
                 # A corner's rows are some of the full LP's rows: infeasible there, infeasible
                 # everywhere, and its Farkas certificate is one for the whole domain.
-                small, q_sub, k_sub = self.program(q_blocks, k_blocks, rows=rows, cols=cols, deadline=deadline)
+                small, q_sub, k_sub = self.program(
+                    q_blocks, k_blocks, rows=rows, cols=cols, deadline=deadline
+                )
                 if small.feasible() is None:
                     return Fit(encoding, width, False, None, small.certificate(q_sub, k_sub), "farkas")
             lp, _, _ = self.program(q_blocks, k_blocks, deadline=deadline)
@@ -579,7 +659,9 @@ class _Context:
                     # others determine unread, so the head is also clean off the domain.
                     weights = lp.feasible(sparse=True) or weights
                 return Fit(encoding, width, True, weights, None, "lp")
-            return Fit(encoding, width, False, None, lp.certificate(self.query_tuples, self.key_tuples), "farkas")
+            return Fit(
+                encoding, width, False, None, lp.certificate(self.query_tuples, self.key_tuples), "farkas"
+            )
         except LPStopped:
             return Fit(encoding, width, False, None, None, "stopped")
 
@@ -636,12 +718,18 @@ class _Context:
                         s2 = tuple(a[c] if c in swap else b[c] for c in range(m))
                         if s1 in beside and s2 in beside and not (beside[s1] and beside[s2]):
                             unselected = s1 if not beside[s1] else s2
-                            return Rectangle(query=q, selected=(a, b), swapped=(s1, s2), unselected=unselected)
+                            return Rectangle(
+                                query=q, selected=(a, b), swapped=(s1, s2), unselected=unselected
+                            )
         return None
 
 
 def conjunction_weights(
-    selector: rasp.Selector, values: Mapping[str, tuple], *, width: bool = False, nullable: frozenset = frozenset()
+    selector: rasp.Selector,
+    values: Mapping[str, tuple],
+    *,
+    width: bool = False,
+    nullable: frozenset = frozenset(),
 ) -> HeadWeights:
     """Weights for a conjunction of groups, each on one (key SOp, query SOp) pair, on the
     factored blocks, with no grid and no LP: each group's 0/1 table doubled and added up,
@@ -686,7 +774,12 @@ def _coarsen(old: tuple[Block, ...], new: tuple[Block, ...]) -> tuple[dict[int, 
         position = {v: i for i, v in enumerate(ob.values)}
         cols = [nb.sops.index(s) for s in ob.sops]
 
-        def coordinate(value: Any, cols: list[int] = cols, joint: bool = len(nb.sops) > 1, single: bool = len(ob.sops) == 1) -> Any:
+        def coordinate(
+            value: Any,
+            cols: list[int] = cols,
+            joint: bool = len(nb.sops) > 1,
+            single: bool = len(ob.sops) == 1,
+        ) -> Any:
             if not joint:
                 return value
             picked = tuple(value[c] for c in cols)
@@ -777,7 +870,12 @@ def _rectangle_holds(r: Rectangle, a: SelectorAnalysis) -> bool:
     if any(s is None or not s[0] for s in states):
         return False
     (k1, k2), (s1, s2) = r.selected, r.swapped
-    swaps = all({s1[c], s2[c]} == {k1[c], k2[c]} and s1[c] in (k1[c], k2[c]) and s2[c] == (k2[c] if s1[c] == k1[c] else k1[c]) for c in range(len(k1)))
+    swaps = all(
+        {s1[c], s2[c]} == {k1[c], k2[c]}
+        and s1[c] in (k1[c], k2[c])
+        and s2[c] == (k2[c] if s1[c] == k1[c] else k1[c])
+        for c in range(len(k1))
+    )
     selected = states[0][1] and states[1][1]  # type: ignore[index]
     unselected = r.unselected in r.swapped and not states[2 + r.swapped.index(r.unselected)][1]  # type: ignore[index]
     return swaps and selected and unselected and len(a.key_sops) > 1
@@ -793,7 +891,9 @@ def _certificate_holds(cert: FarkasCertificate, encoding: str, a: SelectorAnalys
     q_all = {t: i for i, t in enumerate(a.query_tuples)}
     k_all = {t: i for i, t in enumerate(a.key_tuples)}
     named_q = {qt for _, qt, _, _ in cert.inequalities} | {qt for qt, _, _ in cert.equalities}
-    named_k = {kt for kind, _, kt, _ in cert.inequalities if kind == "unselected"} | {kt for _, kt, _ in cert.equalities}
+    named_k = {kt for kind, _, kt, _ in cert.inequalities if kind == "unselected"} | {
+        kt for _, kt, _ in cert.equalities
+    }
     if any(t not in q_all for t in named_q) or any(t not in k_all for t in named_k):
         return False
     rows = np.zeros(len(a.query_tuples), dtype=bool)
@@ -804,7 +904,10 @@ def _certificate_holds(cert: FarkasCertificate, encoding: str, a: SelectorAnalys
     total: dict[Any, Fraction] = {}
     q_of = {t: i for i, t in enumerate(q_sub)}
     k_of = {t: i for i, t in enumerate(k_sub)}
-    pattern, realised = a.pattern[np.ix_(np.flatnonzero(rows), np.flatnonzero(cols))], a.realised[np.ix_(np.flatnonzero(rows), np.flatnonzero(cols))]
+    pattern, realised = (
+        a.pattern[np.ix_(np.flatnonzero(rows), np.flatnonzero(cols))],
+        a.realised[np.ix_(np.flatnonzero(rows), np.flatnonzero(cols))],
+    )
 
     def add(cols: list[int], weight: Fraction) -> None:
         for c in cols:
@@ -840,7 +943,11 @@ def _certificate_holds(cert: FarkasCertificate, encoding: str, a: SelectorAnalys
 
 
 def induced_matching(
-    pattern: np.ndarray, realised: np.ndarray | None = None, *, restarts: int = 8, deadline: float | None = None
+    pattern: np.ndarray,
+    realised: np.ndarray | None = None,
+    *,
+    restarts: int = 8,
+    deadline: float | None = None,
 ) -> tuple[list[tuple[int, int]], bool]:
     """Unselected pairs (q_t, k_t) with every (q_s, k_t), s != t, selected (all realised): a
     greedy search (rows with few unselected keys first, then seeded shuffles), keeping the
@@ -908,7 +1015,10 @@ def _conjunction_matching(a: SelectorAnalysis, seconds: float) -> tuple[list[tup
                 return tuple(value if s == own else held[s] for s in sops)
 
             best = [
-                (full(a.query_sops, table.query_sop, qs[q], held_q), full(a.key_sops, table.key_sop, ks[k], held_k))
+                (
+                    full(a.query_sops, table.query_sop, qs[q], held_q),
+                    full(a.key_sops, table.key_sop, ks[k], held_k),
+                )
                 for q, k in found
             ]
     return best, complete

@@ -93,11 +93,19 @@ class Domain:
         )
 
 
-def free_domain(query_sops: tuple[str, ...], key_sops: tuple[str, ...], values: Mapping[str, tuple]) -> Domain:
+def free_domain(
+    query_sops: tuple[str, ...], key_sops: tuple[str, ...], values: Mapping[str, tuple]
+) -> Domain:
     query_tuples = tuple(itertools.product(*(values[s] for s in query_sops)))
     key_tuples = tuple(itertools.product(*(values[s] for s in key_sops)))
     return Domain(
-        "free", True, "every combination of values", query_sops, key_sops, query_tuples, key_tuples,
+        "free",
+        True,
+        "every combination of values",
+        query_sops,
+        key_sops,
+        query_tuples,
+        key_tuples,
         np.ones((len(query_tuples), len(key_tuples)), dtype=bool),
     )
 
@@ -147,7 +155,17 @@ def _program_domain(selector, sops, query_sops, key_sops, vocab, max_seq_len, va
             f"{states:,} (token, index, length) evaluations exceed {PROBE_WORK:,}: every combination of "
             f"values taken instead"
         )
-        return Domain("program", False, how, query_sops, key_sops, free.query_tuples, free.key_tuples, free.realised, causal)
+        return Domain(
+            "program",
+            False,
+            how,
+            query_sops,
+            key_sops,
+            free.query_tuples,
+            free.key_tuples,
+            free.realised,
+            causal,
+        )
     inputs = sum(len(vocab) ** n for n in range(1, max_seq_len + 1))
     probes = _Probes(sops, tuple(sorted(positional)), vocab, max_seq_len, causal, values)
     if len(positional) == len(involved) and not probes.raised:
@@ -162,7 +180,17 @@ def _program_domain(selector, sops, query_sops, key_sops, vocab, max_seq_len, va
             f"{probes.raised!r} raises on some inputs and more than {EXHAUSTIVE_INPUTS} inputs would have to "
             f"be listed: every combination of values taken instead"
         )
-        return Domain("program", False, how, query_sops, key_sops, free.query_tuples, free.key_tuples, free.realised, causal)
+        return Domain(
+            "program",
+            False,
+            how,
+            query_sops,
+            key_sops,
+            free.query_tuples,
+            free.key_tuples,
+            free.realised,
+            causal,
+        )
     return _over_approximated(query_sops, key_sops, probes, vocab, max_seq_len, values, causal, positional)
 
 
@@ -182,7 +210,12 @@ class _Probes:
     per (length, token), evaluated by the reference evaluator."""
 
     def __init__(
-        self, sops: Mapping[str, rasp.SOp], labels: tuple[str, ...], vocab: tuple, max_seq_len: int, causal: bool,
+        self,
+        sops: Mapping[str, rasp.SOp],
+        labels: tuple[str, ...],
+        vocab: tuple,
+        max_seq_len: int,
+        causal: bool,
         known: Mapping[str, tuple],
     ) -> None:
         self.values: dict[tuple[int, Any], dict[str, list]] = {}
@@ -215,7 +248,7 @@ class _Probes:
 def _positional(query_sops, key_sops, probes: _Probes, vocab, max_seq_len, values, causal) -> Domain:
     q_at: dict[tuple, list[tuple[int, int, Any]]] = {}
     k_at: dict[tuple, list[tuple[int, int, Any]]] = {}
-    for (n, t) in probes.values:
+    for n, t in probes.values:
         for i in range(n):
             q = probes.tuple_at(query_sops, n, t, i)
             k = probes.tuple_at(key_sops, n, t, i)
@@ -258,7 +291,9 @@ def _positional(query_sops, key_sops, probes: _Probes, vocab, max_seq_len, value
                 return Witness(tuple(xs), i, j)
         return None
 
-    return Domain("program", True, scope, query_sops, key_sops, query_tuples, key_tuples, realised, causal, witness)
+    return Domain(
+        "program", True, scope, query_sops, key_sops, query_tuples, key_tuples, realised, causal, witness
+    )
 
 
 def _exhaustive(selector, query_sops, key_sops, vocab, max_seq_len, values, causal, count) -> Domain:
@@ -286,18 +321,30 @@ def _exhaustive(selector, query_sops, key_sops, vocab, max_seq_len, values, caus
         realised[q_index[q], k_index[k]] = True
     scope = f"all {count} inputs evaluated"
     return Domain(
-        "program", True, scope, query_sops, key_sops, query_tuples, key_tuples, realised, causal,
+        "program",
+        True,
+        scope,
+        query_sops,
+        key_sops,
+        query_tuples,
+        key_tuples,
+        realised,
+        causal,
         lambda q, k: found.get((q, k)),
     )
 
 
-def _over_approximated(query_sops, key_sops, probes: _Probes, vocab, max_seq_len, values, causal, positional) -> Domain:
+def _over_approximated(
+    query_sops, key_sops, probes: _Probes, vocab, max_seq_len, values, causal, positional
+) -> Domain:
     """Positional coordinates as realised; every other coordinate free over its values."""
     q_pos = tuple(s for s in query_sops if s in positional)
     k_pos = tuple(s for s in key_sops if s in positional)
     inner = _positional(q_pos, k_pos, probes, vocab, max_seq_len, values, causal)
 
-    def side(sops_: tuple[str, ...], pos: tuple[str, ...], inner_tuples: tuple[tuple, ...]) -> tuple[list[tuple], list[int]]:
+    def side(
+        sops_: tuple[str, ...], pos: tuple[str, ...], inner_tuples: tuple[tuple, ...]
+    ) -> tuple[list[tuple], list[int]]:
         free = [s for s in sops_ if s not in positional]
         tuples, owner = [], []
         for p, part in enumerate(inner_tuples):
@@ -321,7 +368,9 @@ def _over_approximated(query_sops, key_sops, probes: _Probes, vocab, max_seq_len
         f"{', '.join(map(repr, free))} computed by attention, taken over every value independently "
         f"(more than {EXHAUSTIVE_INPUTS} inputs to list)"
     )
-    return Domain("program", False, scope, query_sops, key_sops, query_tuples, key_tuples, realised, causal, None)
+    return Domain(
+        "program", False, scope, query_sops, key_sops, query_tuples, key_tuples, realised, causal, None
+    )
 
 
 def check_witness(selector: rasp.Selector, domain: Domain, query: tuple, key: tuple, selected: bool) -> bool:
@@ -339,4 +388,3 @@ def check_witness(selector: rasp.Selector, domain: Domain, query: tuple, key: tu
     got_k = tuple(by_label[s][w.key_position] for s in domain.key_sops)
     matrix = values[selector]
     return got_q == query and got_k == key and bool(matrix[w.query_position][w.key_position]) == selected
-

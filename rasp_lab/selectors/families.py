@@ -44,7 +44,9 @@ def copies(m: int, prefix: str, source: rasp.SOp = rasp.tokens) -> list[rasp.SOp
 
 def equalities(keys: Sequence[rasp.SOp], queries: Sequence[rasp.SOp]) -> list[rasp.Selector]:
     if len(keys) != len(queries) or not keys:
-        raise ValueError(f"need as many key SOps as query SOps (at least one), got {len(keys)} and {len(queries)}")
+        raise ValueError(
+            f"need as many key SOps as query SOps (at least one), got {len(keys)} and {len(queries)}"
+        )
     return [rasp.Select(k, q, rasp.Comparison.EQ) for k, q in zip(keys, queries)]
 
 

@@ -53,7 +53,9 @@ class HeadWeights:
     bos_const: float
     margin: float
 
-    def logits(self, q_index: Mapping[int, np.ndarray], k_index: Mapping[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def logits(
+        self, q_index: Mapping[int, np.ndarray], k_index: Mapping[int, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(logits [n_q, n_k], bos [n_q]) for query/key tuples given as block value indices."""
         n_q = len(next(iter(q_index.values())))
         n_k = len(next(iter(k_index.values())))
@@ -130,5 +132,3 @@ class Fit:
     @property
     def decided(self) -> bool:
         return self.method != "stopped"
-
-

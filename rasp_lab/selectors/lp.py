@@ -112,7 +112,9 @@ class LinearProgram:
         n_bb = len(has_selected)
         un_rows = np.arange(n_un)
         bb_rows = n_un + np.arange(n_bb)
-        ub_rows = np.concatenate([un_rows] * (len(logit_cols) + len(bos_cols)) + [bb_rows] * (len(bos_cols) + 1))
+        ub_rows = np.concatenate(
+            [un_rows] * (len(logit_cols) + len(bos_cols)) + [bb_rows] * (len(bos_cols) + 1)
+        )
         ub_cols = np.concatenate(
             [c[un_q, un_k] for c in logit_cols]
             + [c[un_q] for c in bos_cols]
@@ -179,7 +181,9 @@ class LinearProgram:
         bos = {j: x[off : off + self.q_blocks[j].width] for j, off in self.bos_off.items()}
         return HeadWeights(self.q_blocks, self.k_blocks, tables, bias, bos, float(x[self.bos_const]), 1.0)
 
-    def certificate(self, query_tuples: tuple[tuple, ...], key_tuples: tuple[tuple, ...]) -> FarkasCertificate | None:
+    def certificate(
+        self, query_tuples: tuple[tuple, ...], key_tuples: tuple[tuple, ...]
+    ) -> FarkasCertificate | None:
         """z >= 0 on the inequalities and y on the equalities with A_ub^T z + A_eq^T y = 0 and
         sum z = 1: the constraints (all homogeneous but their margin of 1) then sum to 0 <= -1."""
         n_ub, n_eq = self.A_ub.shape[0], self.A_eq.shape[0]
@@ -187,7 +191,10 @@ class LinearProgram:
         ones = scipy.sparse.csr_matrix(np.ones((1, n_ub)))
         if n_eq:
             a = scipy.sparse.vstack(
-                [scipy.sparse.hstack([self.A_ub.T, self.A_eq.T]), scipy.sparse.hstack([ones, scipy.sparse.csr_matrix((1, n_eq))])]
+                [
+                    scipy.sparse.hstack([self.A_ub.T, self.A_eq.T]),
+                    scipy.sparse.hstack([ones, scipy.sparse.csr_matrix((1, n_eq))]),
+                ]
             ).tocsr()
         else:
             a = scipy.sparse.vstack([self.A_ub.T, ones]).tocsr()
@@ -215,7 +222,9 @@ class LinearProgram:
             if weight != 0
         )
         equalities = tuple(
-            (query_tuples[q], key_tuples[k], weight) for (q, k), weight in zip(self.eq_meta, yr) if weight != 0 and k >= 0
+            (query_tuples[q], key_tuples[k], weight)
+            for (q, k), weight in zip(self.eq_meta, yr)
+            if weight != 0 and k >= 0
         )
         return FarkasCertificate(inequalities, equalities, exact)
 

@@ -87,7 +87,9 @@ def truth(selector: rasp.Selector, keys: dict[str, Any], queries: dict[str, Any]
     raise CompileError(selector.label, f"unknown selector type {type(selector).__name__}")
 
 
-def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], sets: ValueSets | Mapping[str, frozenset]) -> Table:
+def _group_table(
+    label: str, group: list[rasp.Selector], pair: tuple[str, str], sets: ValueSets | Mapping[str, frozenset]
+) -> Table:
     key_sop, query_sop = pair
     keys, queries = sop_values(key_sop, sets), sop_values(query_sop, sets)
     if keys is None or queries is None:
@@ -109,7 +111,11 @@ def _group_table(label: str, group: list[rasp.Selector], pair: tuple[str, str], 
 def _comparison_pairs(group: list[rasp.Selector], keys: list, queries: list) -> list[tuple] | None:
     """Selected (query, key) pairs of a lone Comparison atom without calling it per pair:
     by hashing for EQ, by sorting numbers for the order comparisons; None otherwise."""
-    if len(group) != 1 or not isinstance(group[0], rasp.Select) or not isinstance(group[0].predicate, rasp.Comparison):
+    if (
+        len(group) != 1
+        or not isinstance(group[0], rasp.Select)
+        or not isinstance(group[0].predicate, rasp.Comparison)
+    ):
         return None
     op = group[0].predicate
     if op is rasp.Comparison.TRUE:

@@ -73,7 +73,9 @@ def _sorted(values: Collection[Any]) -> list[Any]:
         return sorted(values, key=lambda v: (type(v).__name__, repr(v)))
 
 
-def _inputs(tokens: list[Any], max_seq_len: int, up_to: int, samples: int, seed: int) -> tuple[list[tuple], int]:
+def _inputs(
+    tokens: list[Any], max_seq_len: int, up_to: int, samples: int, seed: int
+) -> tuple[list[tuple], int]:
     """All inputs of length 1..up_to, then up to `samples` distinct random longer ones
     (the first of them of length max_seq_len)."""
     out = [xs for n in range(1, up_to + 1) for xs in itertools.product(tokens, repeat=n)]
@@ -101,7 +103,9 @@ def _same(got: Any, expected: Any, numerical: bool, tolerance: float) -> bool:
     return bool(got == expected)
 
 
-def _decode_rows(model: CompiledModel, residual: np.ndarray, ids: np.ndarray, location: SOpLocation) -> list[list]:
+def _decode_rows(
+    model: CompiledModel, residual: np.ndarray, ids: np.ndarray, location: SOpLocation
+) -> list[list]:
     """Per row, per position: the decoded value, or _Undecodable where the block holds none."""
     from rasp_lab.compiler.model import DecodingError
 
@@ -177,7 +181,9 @@ def assert_compiles_exactly(
     (the diagnosis then compares the SOps whose labels both share).
     """
     if not isinstance(program, rasp.SOp):
-        raise TypeError(f"assert_compiles_exactly takes an SOp (the program's output), got {type(program).__name__}")
+        raise TypeError(
+            f"assert_compiles_exactly takes an SOp (the program's output), got {type(program).__name__}"
+        )
     tokens = _sorted(set(vocab))
     if not tokens:
         raise ValueError("vocab is empty")
@@ -199,7 +205,9 @@ def assert_compiles_exactly(
             raise ValueError(f"max_seq_len {max_seq_len} exceeds the model's max_seq_len {model.max_seq_len}")
         unknown = [t for t in tokens if t not in model.input_encoder.encoding_map]
         if unknown:
-            raise ValueError(f"tokens {unknown} are not in the model's vocabulary {sorted(model.vocab, key=repr)}")
+            raise ValueError(
+                f"tokens {unknown} are not in the model's vocabulary {sorted(model.vocab, key=repr)}"
+            )
     up_to = exhaustive_length(len(tokens), max_seq_len) if exhaustive_up_to is None else exhaustive_up_to
     up_to = max(0, min(int(up_to), max_seq_len))
     candidates, n_random = _inputs(tokens, max_seq_len, up_to, samples, seed)
@@ -234,7 +242,18 @@ def assert_compiles_exactly(
                 if not _same(g, e, numerical, tolerance):
                     rerun = ([r[row : row + 1] for r in residuals], ids[row : row + 1])
                     raise AssertionError(
-                        _mismatch_message(model, program, list(xs), position, want, got, causal, tolerance, start + row, rerun)
+                        _mismatch_message(
+                            model,
+                            program,
+                            list(xs),
+                            position,
+                            want,
+                            got,
+                            causal,
+                            tolerance,
+                            start + row,
+                            rerun,
+                        )
                     )
                 if numerical and e is not None and g is not None:
                     error = abs(float(g) - float(e))
@@ -315,7 +334,9 @@ def _computing_block(model: CompiledModel, location: SOpLocation) -> str:
     if location.mlp_layer is not None:
         text = f"MLP {label!r} in layer {location.mlp_layer}"
         if location.head_layer is not None:
-            heads = [i for i, h in enumerate(model.weights.layers[location.head_layer].heads) if h.label == label]
+            heads = [
+                i for i, h in enumerate(model.weights.layers[location.head_layer].heads) if h.label == label
+            ]
             index = f", head {heads[0]}" if heads else ""
             text += (
                 f" (it reads scratch directions written by head {label!r} in layer {location.head_layer}{index}: "
@@ -335,7 +356,12 @@ value before the diagnosis calls it departed (decoding itself accepts >= 0.75 / 
 
 
 def _departures(
-    model: CompiledModel, residual: np.ndarray, ids: np.ndarray, loc: SOpLocation, want: list, tolerance: float
+    model: CompiledModel,
+    residual: np.ndarray,
+    ids: np.ndarray,
+    loc: SOpLocation,
+    want: list,
+    tolerance: float,
 ) -> tuple[list[int], list]:
     """Positions where the residual's block for `loc` departs from the evaluator's values,
     and the decoded values. A categorical block departs when it is not (within
@@ -353,7 +379,10 @@ def _departures(
                 bad.append(p)  # the evaluator's value has no direction in the model
                 continue
             target[hits[0]] = 1.0
-        if not _same(got[p], e, False, tolerance) or np.abs(block[p] - target).max(initial=0.0) > CATEGORICAL_SLACK:
+        if (
+            not _same(got[p], e, False, tolerance)
+            or np.abs(block[p] - target).max(initial=0.0) > CATEGORICAL_SLACK
+        ):
             bad.append(p)
     return bad, got
 

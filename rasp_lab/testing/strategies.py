@@ -233,7 +233,9 @@ def _op_names(ops: Iterable[Any] | None, encodings: Iterable[str]) -> frozenset[
     encodings = set(encodings)
     bad = encodings - _ENCODINGS
     if bad or not encodings:
-        raise ValueError(f"encodings must be a non-empty subset of {sorted(_ENCODINGS)}, got {sorted(encodings)}")
+        raise ValueError(
+            f"encodings must be a non-empty subset of {sorted(_ENCODINGS)}, got {sorted(encodings)}"
+        )
     if ops is None:
         types = {t for t, _ in OPS.values()}
     else:
@@ -260,7 +262,9 @@ def _composition_kinds(compositions: bool | Iterable[str]) -> frozenset[str]:
         return frozenset()
     kinds = frozenset(compositions)
     if kinds - _COMPOSITIONS:
-        raise ValueError(f"compositions must be True, False or a subset of {sorted(_COMPOSITIONS)}, got {sorted(kinds)}")
+        raise ValueError(
+            f"compositions must be True, False or a subset of {sorted(_COMPOSITIONS)}, got {sorted(kinds)}"
+        )
     return kinds
 
 
@@ -312,7 +316,9 @@ def _select(draw, pool: list[rasp.SOp]) -> rasp.Selector:
     return rasp.Select(_pick(draw, pool), _pick(draw, pool), draw(PREDICATES))
 
 
-def _composed(draw, pools: _Pools, knobs: _Knobs, depth: int = 0, allow_none: bool | None = None) -> rasp.Selector:
+def _composed(
+    draw, pools: _Pools, knobs: _Knobs, depth: int = 0, allow_none: bool | None = None
+) -> rasp.Selector:
     """A Select, or `&` / `|` / `~` of selectors. A selector that reads SOps which can be
     None compiles only as a conjunction, so either it reads only never-None SOps, or it uses
     Selects, negated Selects (which select the None positions) and `&` alone."""
@@ -332,9 +338,13 @@ def _composed(draw, pools: _Pools, knobs: _Knobs, depth: int = 0, allow_none: bo
     if kind == "not_select":
         return ~_select(draw, pool)
     if kind == "and":
-        return _composed(draw, pools, knobs, depth + 1, allow_none) & _composed(draw, pools, knobs, depth + 1, allow_none)
+        return _composed(draw, pools, knobs, depth + 1, allow_none) & _composed(
+            draw, pools, knobs, depth + 1, allow_none
+        )
     if kind == "or":
-        return _composed(draw, pools, knobs, depth + 1, allow_none) | _composed(draw, pools, knobs, depth + 1, allow_none)
+        return _composed(draw, pools, knobs, depth + 1, allow_none) | _composed(
+            draw, pools, knobs, depth + 1, allow_none
+        )
     return ~_composed(draw, pools, knobs, depth + 1, allow_none)
 
 
@@ -351,13 +361,17 @@ def _categorical_aggregate(draw, pools: _Pools, knobs: _Knobs) -> rasp.SOp:
     mode = draw(st.sampled_from(modes))
     if mode == "by_index":
         # Select(indices, target, EQ) picks at most one key: never mixes.
-        selector = _and_maybe(draw, pools, knobs, rasp.Select(rasp.indices, _pick(draw, pools.categorical), rasp.Comparison.EQ))
+        selector = _and_maybe(
+            draw, pools, knobs, rasp.Select(rasp.indices, _pick(draw, pools.categorical), rasp.Comparison.EQ)
+        )
         source = _pick(draw, pools.categorical)
     elif mode == "by_value":
         # Keys selected by `key == query` (and anything else) all hold the same key value,
         # so the key or any Map of it agrees across them.
         key = _pick(draw, pools.categorical)
-        selector = _and_maybe(draw, pools, knobs, rasp.Select(key, _pick(draw, pools.categorical), rasp.Comparison.EQ))
+        selector = _and_maybe(
+            draw, pools, knobs, rasp.Select(key, _pick(draw, pools.categorical), rasp.Comparison.EQ)
+        )
         source = key if draw(st.booleans()) else rasp.Map(AddMod(draw(st.integers(0, 3)), 3), key)
     else:
         # May average different values: the program is then invalid on some inputs.
@@ -379,7 +393,11 @@ def _step(draw, op: str, pools: _Pools, knobs: _Knobs) -> None:
         inner = _pick(draw, cat)
         pools.add(rasp.Map(f, inner), nullable=inner.label in pools.nullable)
     elif op == "seqmap":
-        f = draw(st.one_of(st.builds(PairMod, st.integers(2, 5), st.booleans()), st.builds(PairDiff, st.integers(1, 4))))
+        f = draw(
+            st.one_of(
+                st.builds(PairMod, st.integers(2, 5), st.booleans()), st.builds(PairDiff, st.integers(1, 4))
+            )
+        )
         fst, snd = _pick(draw, cat), _pick(draw, cat)
         pools.add(rasp.SequenceMap(f, fst, snd), nullable=bool({fst.label, snd.label} & pools.nullable))
     elif op == "width":
@@ -401,10 +419,15 @@ def _step(draw, op: str, pools: _Pools, knobs: _Knobs) -> None:
         pools.add(rasp.numerical(rasp.Map(f, _pick(draw, pools.never_none()))), name=draw(_NAMES))
     elif op == "num_agg":
         if not pools.numerical:
-            flag = rasp.numerical(rasp.Map(Threshold(draw(st.integers(0, 2))), _pick(draw, pools.never_none())))
+            flag = rasp.numerical(
+                rasp.Map(Threshold(draw(st.integers(0, 2))), _pick(draw, pools.never_none()))
+            )
             pools.add(flag)
         source = _pick(draw, pools.numerical)
-        pools.add(rasp.numerical(rasp.Aggregate(_composed(draw, pools, knobs), source, default=0)), name=draw(_NAMES))
+        pools.add(
+            rasp.numerical(rasp.Aggregate(_composed(draw, pools, knobs), source, default=0)),
+            name=draw(_NAMES),
+        )
     elif op == "num_num_map":
         f = draw(
             st.one_of(
@@ -417,7 +440,12 @@ def _step(draw, op: str, pools: _Pools, knobs: _Knobs) -> None:
     elif op == "num_cat_map":
         f = draw(
             st.one_of(
-                st.builds(Bucket, st.lists(SMALL_FLOATS, min_size=1, max_size=3, unique=True).map(lambda c: tuple(sorted(c)))),
+                st.builds(
+                    Bucket,
+                    st.lists(SMALL_FLOATS, min_size=1, max_size=3, unique=True).map(
+                        lambda c: tuple(sorted(c))
+                    ),
+                ),
                 st.builds(Step, SMALL_FLOATS, st.integers(-1, 2), st.integers(0, 3)),
             )
         )
@@ -483,7 +511,11 @@ def programs(
         raise ValueError(f"selector_depth must be >= 0, got {selector_depth}")
     encodings = set(encodings)
     knobs = _Knobs(
-        _op_names(ops, encodings), "numerical" in encodings, _composition_kinds(compositions), selector_depth, allow_mixing
+        _op_names(ops, encodings),
+        "numerical" in encodings,
+        _composition_kinds(compositions),
+        selector_depth,
+        allow_mixing,
     )
     return _programs(min_ops, max_ops, knobs, with_length)
 
@@ -504,7 +536,9 @@ def inputs(vocab: Collection[Any], max_seq_len: int, *, min_len: int = 1) -> st.
     if not vocab:
         raise ValueError("vocab is empty")
     if not (0 <= min_len <= max_seq_len):
-        raise ValueError(f"need 0 <= min_len <= max_seq_len, got min_len={min_len}, max_seq_len={max_seq_len}")
+        raise ValueError(
+            f"need 0 <= min_len <= max_seq_len, got min_len={min_len}, max_seq_len={max_seq_len}"
+        )
     return st.lists(st.sampled_from(_sorted(vocab)), min_size=min_len, max_size=max_seq_len)
 
 
@@ -523,7 +557,9 @@ def selectors(
     TRUE and FALSE). Note that the compiler can put `|` and `~` in a head only when the
     SOps they read are never None (e.g. not the output of a categorical Aggregate)."""
     key_pool = [keys] if isinstance(keys, rasp.SOp) else list(keys)
-    query_pool = key_pool if queries is None else ([queries] if isinstance(queries, rasp.SOp) else list(queries))
+    query_pool = (
+        key_pool if queries is None else ([queries] if isinstance(queries, rasp.SOp) else list(queries))
+    )
     if not key_pool or not query_pool:
         raise ValueError("selectors() needs at least one key SOp and one query SOp")
     for sop in key_pool + query_pool:
@@ -533,13 +569,21 @@ def selectors(
         predicates = st.sampled_from(COMPARISONS)
     elif not isinstance(predicates, st.SearchStrategy):
         predicates = st.sampled_from(list(predicates))
-    kinds = [k for k, symbol in (("and", "&"), ("or", "|"), ("not", "~")) if symbol in _composition_kinds(compositions)]
+    kinds = [
+        k
+        for k, symbol in (("and", "&"), ("or", "|"), ("not", "~"))
+        if symbol in _composition_kinds(compositions)
+    ]
 
     @st.composite
     def draw_selector(draw, depth: int = 0) -> rasp.Selector:
-        kind = draw(st.sampled_from(["select", "select", *kinds])) if depth < max_depth and kinds else "select"
+        kind = (
+            draw(st.sampled_from(["select", "select", *kinds])) if depth < max_depth and kinds else "select"
+        )
         if kind == "select":
-            return rasp.Select(draw(st.sampled_from(key_pool)), draw(st.sampled_from(query_pool)), draw(predicates))
+            return rasp.Select(
+                draw(st.sampled_from(key_pool)), draw(st.sampled_from(query_pool)), draw(predicates)
+            )
         if kind == "and":
             return draw(draw_selector(depth + 1)) & draw(draw_selector(depth + 1))
         if kind == "or":

@@ -1,22 +1,20 @@
-"""Rewriting a program: a copy with some nodes replaced, every label kept.
+"""Rewriting a program: a copy with some nodes replaced, every other label kept.
 
 Planning passes (selector_plans, discretiser_plans) change how a node is computed by
-replacing it with an equivalent expression under the same label; every node above a
-replaced one is rebuilt on the new children.
+replacing it with an equivalent expression under the same label, and rasp_lab.graph gives
+two different expressions of one name distinct labels; every node above a replaced one is
+rebuilt on the new children.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from rasp_lab import rasp
-from rasp_lab.errors import CompileError
 from rasp_lab.evaluator import topological
+from rasp_lab.rasp import rasp
 
 
-def rewrite(
-    program: rasp.SOp, replace: Callable[[rasp.RASPExpr, tuple], rasp.RASPExpr | None]
-) -> rasp.SOp:
+def rewrite(program: rasp.SOp, replace: Callable[[rasp.RASPExpr, tuple], rasp.RASPExpr | None]) -> rasp.SOp:
     """`program` with each node for which `replace(node, new_children)` returns an
     expression replaced by it (children first); `program` itself when nothing changes."""
     rebuilt: dict[int, rasp.RASPExpr] = {}
@@ -51,8 +49,7 @@ def rebuild(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr:
     elif isinstance(node, rasp.SelectorNot):
         new = rasp.SelectorNot(children[0])
     else:
-        raise CompileError(node.label, f"cannot rebuild {type(node).__name__}")
+        raise TypeError(f"{node.label}: cannot rebuild a {type(node).__name__} on new children")
     annotations = dict(node._annotations)
     annotations["name"] = node.label
     return rasp.annotate(new, **annotations)
-
