@@ -123,11 +123,14 @@ def _evaluate_node(node: rasp.RASPExpr, xs: list[Any], values: dict[int, Any], c
     if isinstance(node, rasp.Full):
         return [node.fill] * n
     if isinstance(node, rasp.ConstantSOp):
-        if (node.check_length and len(node.value) != n) or len(node.value) < n:
+        size = len(node.value)
+        if node.check_length and size != n:
             raise EvaluationError(
-                node.label, f"ConstantSOp has {len(node.value)} values but the input has length {n}"
+                node.label,
+                f"ConstantSOp has {size} values but the input has length {n} (Constant len {size} doesn't "
+                f"match input len {n}; ConstantSOp(..., check_length=False) takes the first values, None past them)",
             )
-        return list(node.value[:n])
+        return list(node.value[:n]) + [None] * (n - size)  # no value past the constant's end
     if isinstance(node, rasp.Select):
         keys, queries = of(node.keys), of(node.queries)
         if isinstance(node.predicate, rasp.Comparison):

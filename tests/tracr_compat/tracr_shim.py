@@ -17,7 +17,12 @@ import pathlib
 import sys
 import types
 
-TRACR_OWN = ("tracr.compiler.test_cases", "tracr.craft.tests_common", "tracr.craft.bases", "tracr.compiler.lib_tracr")
+TRACR_OWN = (
+    "tracr.compiler.test_cases",
+    "tracr.craft.tests_common",
+    "tracr.craft.bases",
+    "tracr.compiler.lib_tracr",
+)
 """Tracr's test helpers, loaded from Tracr's files (their own imports go through the shim).
 `tracr.compiler.lib_tracr` is Tracr's lib.py itself, under a name of its own."""
 
@@ -54,7 +59,9 @@ class TracrToRaspLab(importlib.abc.MetaPathFinder):
             return importlib.machinery.ModuleSpec(name, _Existing(_package("tracr")), is_package=True)
         if name in TRACR_OWN or name.endswith("_test"):  # a helper, or one of Tracr's test files
             if self.tracr_files is None:
-                raise ImportError(f"{name} is one of Tracr's test helpers: install Tracr (pip install 'rasp-lab[bench]')")
+                raise ImportError(
+                    f"{name} is one of Tracr's test helpers: install Tracr (pip install 'rasp-lab[bench]')"
+                )
             relative = name.removeprefix("tracr.").replace(".", "/").replace("lib_tracr", "lib")
             return importlib.util.spec_from_file_location(name, self.tracr_files / f"{relative}.py")
         ours = "rasp_lab." + name.removeprefix("tracr.")
@@ -63,10 +70,14 @@ class TracrToRaspLab(importlib.abc.MetaPathFinder):
         except ModuleNotFoundError as err:
             if err.name != ours:
                 raise
-            folder = self.tracr_files / name.removeprefix("tracr.").replace(".", "/") if self.tracr_files else None
-            if folder is not None and folder.is_dir():  # a Tracr package rasp_lab has no counterpart of (tracr.craft)
+            folder = (
+                self.tracr_files / name.removeprefix("tracr.").replace(".", "/") if self.tracr_files else None
+            )
+            if folder is not None and folder.is_dir():  # a Tracr package without a rasp_lab counterpart
                 return importlib.machinery.ModuleSpec(name, _Existing(_package(name)), is_package=True)
-            raise ModuleNotFoundError(f"rasp_lab has no module {ours} (for Tracr's {name})", name=name) from None
+            raise ModuleNotFoundError(
+                f"rasp_lab has no module {ours} (for Tracr's {name})", name=name
+            ) from None
         if hasattr(module, "__path__"):
             return importlib.machinery.ModuleSpec(name, _Existing(_package(name, module)), is_package=True)
         return importlib.machinery.ModuleSpec(name, _Existing(module), is_package=False)
@@ -86,7 +97,9 @@ def _package(name: str, ours: types.ModuleType | None = None) -> types.ModuleTyp
         except ModuleNotFoundError:
             if ours is not None and hasattr(ours, attr):
                 return getattr(ours, attr)
-            raise AttributeError(f"module {name!r} (rasp_lab's {getattr(ours, '__name__', None)}) has no attribute {attr!r}") from None
+            raise AttributeError(
+                f"module {name!r} (rasp_lab's {getattr(ours, '__name__', None)}) has no attribute {attr!r}"
+            ) from None
 
     package.__getattr__ = __getattr__
     return package
