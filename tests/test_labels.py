@@ -141,7 +141,7 @@ def test_labels_are_stable_across_processes(hash_seed):
 )
 def test_unnamed_label_is_kind_and_structural_hash(expr, prefix):
     assert re.fullmatch(rf"{prefix}_[0-9a-f]{{8}}", expr.label)
-    assert expr.label == expr.name == expr.annotations["name"]
+    assert expr.name == expr.annotations["name"] == prefix  # Tracr's default name: the kind
     assert expr.unique_id.startswith(expr.label[len(prefix) + 1 :])
 
 

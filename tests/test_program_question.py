@@ -353,11 +353,16 @@ def test_bad_arguments_are_refused_with_a_message(kwargs: dict, message: str):
         analyze(rasp.Select(T, T, C.EQ) | rasp.Select(IDX, IDX, C.LT), vocab={0, 1}, max_seq_len=3, **kwargs)
 
 
-def test_two_sops_under_one_label_are_refused_as_compile_refuses_them():
+def test_two_sops_under_one_name_are_labelled_apart_as_compile_labels_them():
     first = rasp.Map(Fn("a", lambda t: t % 2), T).named("dup")
     second = rasp.Map(Fn("b", lambda t: (t + 1) % 2), T).named("dup")
-    with pytest.raises(rasp_lab.LabelCollisionError):
-        analyze(rasp.Select(first, T, C.EQ) | rasp.Select(second, T, C.EQ), vocab={0, 1}, max_seq_len=3)
+    selector = rasp.Select(first, T, C.EQ) | rasp.Select(second, T, C.EQ)
+    a = analyze(selector, vocab={0, 1}, max_seq_len=3)
+    keys = a.key_sops
+    assert len(keys) == 2 and all(k.startswith("dup_") for k in keys)
+    assert set(keys) == {f"dup_{first.unique_id[:8]}", f"dup_{second.unique_id[:8]}"}
+    model = rasp_lab.compile(rasp.SelectorWidth(selector).named("w"), vocab={0, 1}, max_seq_len=3)
+    assert {label for label in model.layout.sops} >= set(keys)
 
 
 def test_value_sets_that_leave_out_a_value_the_program_takes_are_refused():

@@ -337,9 +337,9 @@ def test_constructor_rejects_wrong_types_with_a_message(build, message):
 
 def test_default_annotations():
     m = rasp.Map(abs, tokens)
-    assert dict(m.annotations) == {"encoding": rasp.Encoding.CATEGORICAL, "name": m.label}
+    assert dict(m.annotations) == {"encoding": rasp.Encoding.CATEGORICAL, "name": "map"}
     sel = select_all()
-    assert dict(sel.annotations) == {"name": sel.label}
+    assert dict(sel.annotations) == {"name": sel.name}
 
 
 def test_named_returns_a_new_node_and_keeps_the_original():

@@ -162,11 +162,13 @@ def test_too_many_values():
     assert validate(big, set(range(50)), 2) == []
 
 
-def test_label_collision_reported():
+def test_one_name_on_two_expressions_is_no_problem():
     a = rasp.Map(lambda t: t + 1, rasp.tokens).named("x")
     b = rasp.Map(lambda t: t + 2, rasp.tokens).named("x")
-    problems = validate(rasp.SequenceMap(lambda p, q: p + q, a, b), {1}, 2)
-    assert [(p.label, p.kind) for p in problems] == [("x", "label-collision")]
+    assert validate(rasp.SequenceMap(lambda p, q: p + q, a, b), {1}, 2) == []
+    bad = rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, EQ), b, default=7).named("x")
+    problems = validate(rasp.SequenceMap(lambda p, q: p + q, a, bad), {1}, 2)
+    assert [(p.label, p.kind) for p in problems] == [(f"x_{bad.unique_id[:8]}", "default")]  # the label compile uses
 
 
 def test_every_problem_at_once_errors_first():

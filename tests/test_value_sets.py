@@ -113,11 +113,15 @@ def test_bad_arguments():
         value_sets("tokens", {1}, 3)
 
 
-def test_label_collision_is_an_error():
+def test_one_name_on_two_expressions_gets_two_labels():
     a = rasp.Map(lambda t: t + 1, rasp.tokens).named("x")
     b = rasp.Map(lambda t: t + 2, rasp.tokens).named("x")
-    with pytest.raises(rasp_lab.LabelCollisionError, match="'x'"):
-        value_sets(rasp.SequenceMap(lambda p, q: p + q, a, b), {1}, 2)
+    sets = value_sets(rasp.SequenceMap(lambda p, q: p + q, a, b).named("sum"), {1}, 2)
+    assert sets[f"x_{a.unique_id[:8]}"] == frozenset({2})
+    assert sets[f"x_{b.unique_id[:8]}"] == frozenset({3})
+    assert sets["sum"] == frozenset({5}) and "x" not in sets.sets
+    with pytest.raises(rasp_lab.LabelCollisionError, match="'x'"):  # the graph itself still refuses them
+        rasp_lab.build_graph(rasp.SequenceMap(lambda p, q: p + q, a, b))
 
 
 def test_equal_structures_merge():

@@ -85,7 +85,7 @@ class InputEncoder:
                 f"{len(inputs) - 1} tokens after BOS is longer than max_seq_len {self.max_seq_len}"
             )
         ids = []
-        padding = False
+        padding = 0  # the first PAD's position, once one is seen
         for position, token in enumerate(inputs):
             where = f"position {position} (BOS is position 0)"
             if position > 0 and token == self.bos_token:
@@ -99,12 +99,13 @@ class InputEncoder:
                     raise ValueError(
                         f"PAD token {token!r} at {where}: a padded input needs at least one token before PAD"
                     )
-                padding = True
+                padding = padding or position
                 ids.append(self.encoding_map[token])
                 continue
             if padding:
                 raise ValueError(
-                    f"token {token!r} at {where} after PAD: PAD may only follow the input, to its end"
+                    f"PAD token {self.pad_token!r} at position {padding} is followed by token {token!r} at "
+                    f"{where}: PAD may only pad the input at its end"
                 )
             if token not in self.encoding_map:
                 vocab = [t for t in self.encoding_map if t not in (self.bos_token, self.pad_token)]
