@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from rasp_lab import rasp
-from rasp_lab.evaluator import topological
-from rasp_lab.rasp.rewrite import rebuild, rewrite
+from rasp_lab.rasp.rewrite import rebuild, rewrite, topological
 
 
 class LabelCollisionError(ValueError):

@@ -22,9 +22,9 @@ from fractions import Fraction
 from typing import Any
 
 from rasp_lab import rasp
-from rasp_lab.evaluator import is_nan
 from rasp_lab.graph import ProgramGraph, build_graph, distinct_labels
 from rasp_lab.progress import Progress, Silent
+from rasp_lab.rasp.expr import is_nan
 
 MAX_VALUES = 20_000
 """Largest value set enumerated; a larger one is reported as not enumerable."""

@@ -32,8 +32,7 @@ from typing import Any
 from rasp_lab import rasp
 from rasp_lab.compiler.steps import clamped_steps, float32_estimate
 from rasp_lab.errors import CompileError
-from rasp_lab.evaluator import topological
-from rasp_lab.rasp.rewrite import rebuild, rewrite
+from rasp_lab.rasp.rewrite import rebuild, rewrite, topological
 from rasp_lab.value_sets import ValueSets
 
 ONE_LAYER_ESTIMATE = 1e-4

@@ -25,8 +25,7 @@ from typing import Any
 from rasp_lab import rasp
 from rasp_lab.compiler.basis import sort_values
 from rasp_lab.errors import CompileError
-from rasp_lab.evaluator import topological
-from rasp_lab.rasp.rewrite import rebuild, rewrite
+from rasp_lab.rasp.rewrite import rebuild, rewrite, topological
 from rasp_lab.selectors import (
     ENCODINGS,
     HeadWeights,

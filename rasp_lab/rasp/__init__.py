@@ -1,9 +1,11 @@
-"""The RASP language (rasp_lab/rasp/rasp.py), reachable both ways Tracr code spells it:
+"""The RASP language, reachable both ways Tracr code spells it:
 
-    from rasp_lab import rasp            # rasp.Map, rasp.tokens, ...
+    from rasp_lab import rasp            # rasp.Map, rasp.tokens, rasp.evaluate, ...
     from rasp_lab.rasp import rasp       # Tracr's `from tracr.rasp import rasp`
 
-`rasp_lab.rasp.causal_eval` is Tracr's causal evaluator module.
+Inside: expr.py (the expressions), evaluator.py (the reference evaluator), rewrite.py
+(traversal and rebuilding), rasp.py (Tracr's module: expressions plus evaluator), and
+causal_eval.py (Tracr's causal evaluator module).
 """
 
 from rasp_lab.rasp import rasp as rasp

@@ -10,8 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rasp_lab.evaluator import topological
-from rasp_lab.rasp import rasp
+from rasp_lab.rasp import expr as rasp
+
+
+def topological(expr: rasp.RASPExpr) -> list[rasp.RASPExpr]:
+    """Every distinct node under `expr` (by identity), children before parents."""
+    order: list[rasp.RASPExpr] = []
+    done: set[int] = set()
+    stack: list[tuple[rasp.RASPExpr, bool]] = [(expr, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for child in reversed(node.children):
+            if id(child) not in done:
+                stack.append((child, False))
+    return order
 
 
 def rewrite(program: rasp.SOp, replace: Callable[[rasp.RASPExpr, tuple], rasp.RASPExpr | None]) -> rasp.SOp:
