@@ -9,7 +9,7 @@ scipy, networkx or jax), so loading a file or checking a model never pulls them 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,19 +55,6 @@ def direction_labels(directions: Sequence[Direction]) -> list[str]:
             taken.add(text)
         out.append(text)
     return out
-
-
-def sort_values(values: Iterable[Any]) -> list[Any]:
-    """A deterministic order for values of mixed types (numbers numerically, then by repr)."""
-
-    def key(v: Any) -> tuple:
-        if isinstance(v, bool):
-            return (0, float(v), "")
-        if isinstance(v, (int, float)):
-            return (0, float(v), repr(v))
-        return (1, 0.0, f"{type(v).__name__}:{v!r}")
-
-    return sorted(values, key=key)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,6 @@ from rasp_lab.artifact import (
     SOpLocation,
     ValueInfo,
     Weights,
-    sort_values,
 )
 from rasp_lab.model_file import (
     MAX_JSON_DEPTH,
@@ -64,6 +63,7 @@ from rasp_lab.model_file import (
     shape_text,
     shown,
 )
+from rasp_lab.values import sort_values
 
 if TYPE_CHECKING:  # the model imports this module, never the other way round
     from rasp_lab.compiler.model import CompiledModel, ModelConfig

@@ -25,6 +25,7 @@ from rasp_lab import rasp
 from rasp_lab.graph import ProgramGraph, build_graph, distinct_labels
 from rasp_lab.progress import Progress, Silent
 from rasp_lab.rasp.expr import is_nan
+from rasp_lab.values import order_key
 
 MAX_VALUES = 20_000
 """Largest value set enumerated; a larger one is reported as not enumerable."""
@@ -180,10 +181,6 @@ def value_sets(
     return _Inference(graph, vocab_set, max_seq_len, limit).run(progress or Silent())
 
 
-def _sort_key(value: Any) -> tuple:
-    return (value is None, type(value).__name__, repr(value))
-
-
 class _Inference:
     def __init__(
         self, graph: ProgramGraph, vocab: frozenset, max_seq_len: int, work_limit: int = WORK_LIMIT
@@ -199,7 +196,7 @@ class _Inference:
         self.local: set[str] = set()
         self.cache: dict[str, dict[tuple, tuple[bool, Any]]] = {}
         self.failures: dict[tuple, Failure] = {}
-        self.tokens = sorted(vocab, key=_sort_key)
+        self.tokens = sorted(vocab, key=order_key)
         self._plan_sources()
         self._charge_state_walks()
 
@@ -348,7 +345,7 @@ class _Inference:
             values = self.sets[source]
             if values is None:
                 return False, None
-            domains.append(sorted(values, key=_sort_key))
+            domains.append(sorted(values, key=order_key))
         if math.prod(len(d) for d in domains) > MAX_ASSIGNMENTS:
             return False, self._children_product(expr, False)
         exact = not others
@@ -368,7 +365,7 @@ class _Inference:
         if any(s is None for s in child_sets) or math.prod(len(s) for s in child_sets) > MAX_ASSIGNMENTS:
             return None
         results: set = set()
-        for args in itertools.product(*[sorted(s, key=_sort_key) for s in child_sets]):
+        for args in itertools.product(*[sorted(s, key=order_key) for s in child_sets]):
             ok, value = self._call(expr, args, exact)
             if ok:
                 results.add(value)
@@ -447,8 +444,8 @@ class _Inference:
         if keys is None or queries is None:
             return
         exact = select.keys.label in self.exact and select.queries.label in self.exact
-        key_values = [k for k in sorted(keys, key=_sort_key) if k is not None]
-        query_values = [q for q in sorted(queries, key=_sort_key) if q is not None]
+        key_values = [k for k in sorted(keys, key=order_key) if k is not None]
+        query_values = [q for q in sorted(queries, key=order_key) if q is not None]
         self._charge(
             len(key_values) * len(query_values),
             f"{select.label!r} checks its predicate on {len(key_values):,} keys x {len(query_values):,} queries",

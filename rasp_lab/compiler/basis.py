@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from rasp_lab.artifact import INTERNAL_PREFIX, ONE, Direction, direction_labels, sort_values
+from rasp_lab.artifact import INTERNAL_PREFIX, ONE, Direction, direction_labels
+from rasp_lab.values import sort_values
 
 __all__ = [
     "Direction",

@@ -25,13 +25,14 @@ import numpy as np
 
 from rasp_lab import rasp
 from rasp_lab.artifact import HeadBlock, MLPBlock, ValueInfo
-from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix, sort_values
+from rasp_lab.compiler.basis import ONE, Direction, categorical_directions, matrix
 from rasp_lab.compiler.discretiser_plans import CLAMP_TOLERANCE, DiscretiserPlans
 from rasp_lab.compiler.selector_plans import HeadPlan, SelectorPlans
 from rasp_lab.compiler.steps import clamped_steps, float32_estimate
 from rasp_lab.errors import CompileError
 from rasp_lab.graph import ProgramGraph
 from rasp_lab.value_sets import ValueSets
+from rasp_lab.values import sort_values
 
 BOS_DIRECTION_NAME = "tokens"
 

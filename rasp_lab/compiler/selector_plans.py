@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rasp_lab import rasp
-from rasp_lab.compiler.basis import sort_values
 from rasp_lab.errors import CompileError
 from rasp_lab.rasp.rewrite import rebuild, rewrite, topological
 from rasp_lab.selectors import (
@@ -40,6 +39,7 @@ from rasp_lab.selectors import (
 from rasp_lab.selectors import is_conjunction as _is_conjunction
 from rasp_lab.selectors.tables import selector_tables
 from rasp_lab.value_sets import ValueSets, value_sets
+from rasp_lab.values import sort_values
 
 STRATEGIES = ("auto", *ENCODINGS, "multi_head")
 

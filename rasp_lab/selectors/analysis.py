@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.artifact import sort_values
 from rasp_lab.graph import distinct_labels
 from rasp_lab.selectors.algebra import involved_sops, is_conjunction, selector_atoms, shallow_equivalent
 from rasp_lab.selectors.domain import Domain, check_witness, free_domain, program_domain
@@ -37,6 +36,7 @@ from rasp_lab.selectors.lp import LP_TIME_LIMIT, LinearProgram, LPStopped
 from rasp_lab.selectors.tables import conjunct_pairs, selector_tables, truth
 from rasp_lab.value_sets import ValueSets
 from rasp_lab.value_sets import value_sets as infer_value_sets
+from rasp_lab.values import sort_values
 
 RANK_SECONDS = 2.0
 """Time the induced-matching search for the rank bound may take; past it the bound found so

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from rasp_lab import rasp
-from rasp_lab.artifact import sort_values
 from rasp_lab.evaluator import trace
+from rasp_lab.values import sort_values
 
 EXHAUSTIVE_INPUTS = 4096
 """Most inputs listed to find the pairs of non-positional SOps exactly."""

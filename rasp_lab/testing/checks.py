@@ -23,6 +23,7 @@ import numpy as np
 from rasp_lab import rasp
 from rasp_lab.evaluator import EvaluationError, evaluate, trace
 from rasp_lab.testing import exhaustive_length
+from rasp_lab.values import sort_values
 
 if TYPE_CHECKING:
     from rasp_lab.compiler.layout import SOpLocation
@@ -64,13 +65,6 @@ class _Undecodable:
 
     def __repr__(self) -> str:
         return f"<no single value: {self.message}>"
-
-
-def _sorted(values: Collection[Any]) -> list[Any]:
-    try:
-        return sorted(values)
-    except TypeError:
-        return sorted(values, key=lambda v: (type(v).__name__, repr(v)))
 
 
 def _inputs(
@@ -184,7 +178,7 @@ def assert_compiles_exactly(
         raise TypeError(
             f"assert_compiles_exactly takes an SOp (the program's output), got {type(program).__name__}"
         )
-    tokens = _sorted(set(vocab))
+    tokens = sort_values(set(vocab))
     if not tokens:
         raise ValueError("vocab is empty")
     if not (isinstance(max_seq_len, int) and max_seq_len >= 1):

@@ -31,6 +31,7 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
     ) from err
 
 from rasp_lab import rasp
+from rasp_lab.values import sort_values
 
 __all__ = [
     "VOCAB",
@@ -523,14 +524,6 @@ def programs(
 # ------------------------------------------------------------------ inputs and selectors
 
 
-def _sorted(values: Iterable[Any]) -> list[Any]:
-    values = list(values)
-    try:
-        return sorted(values)
-    except TypeError:
-        return sorted(values, key=lambda v: (type(v).__name__, repr(v)))
-
-
 def inputs(vocab: Collection[Any], max_seq_len: int, *, min_len: int = 1) -> st.SearchStrategy[list]:
     """Token lists (without BOS) over `vocab`, of length `min_len..max_seq_len`."""
     if not vocab:
@@ -539,7 +532,7 @@ def inputs(vocab: Collection[Any], max_seq_len: int, *, min_len: int = 1) -> st.
         raise ValueError(
             f"need 0 <= min_len <= max_seq_len, got min_len={min_len}, max_seq_len={max_seq_len}"
         )
-    return st.lists(st.sampled_from(_sorted(vocab)), min_size=min_len, max_size=max_seq_len)
+    return st.lists(st.sampled_from(sort_values(vocab)), min_size=min_len, max_size=max_seq_len)
 
 
 def selectors(
