@@ -44,6 +44,7 @@ def _deviation(model, residual, ids, label):
     return float(np.abs(block - oracle)[real].max(initial=0.0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", registry.names())
 def test_zoo_certificate(name):
     z = registry.get(name)

@@ -422,6 +422,7 @@ def _pad_programs() -> dict[str, tuple[rasp.SOp, set, int]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(_pad_programs()))
 def test_padding_is_invisible(name: str) -> None:
     program, vocab, n = _pad_programs()[name]

@@ -101,6 +101,7 @@ def check_against_evaluator(program: rasp.SOp, max_seq_len: int, inputs: list[li
                     assert abs(a - b) <= bound.at(b) + 1e-12, (program.label, xs, a, b, str(bound))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(cases())
 def test_compiled_equals_evaluated(case):
@@ -110,6 +111,7 @@ def test_compiled_equals_evaluated(case):
 
 # Without the primitive `length`: a causal model can't see the full length, so the compiler
 # refuses it (see test_causal_length_agrees_with_the_causal_evaluator_or_is_refused).
+@pytest.mark.slow
 @SETTINGS
 @given(cases(with_length=False))
 def test_causal_compiled_equals_causal_evaluated(case):
@@ -154,6 +156,7 @@ class _Values:
         return self.values[t]
 
 
+@pytest.mark.slow
 def test_validate_and_compile_agree_on_a_mean_of_a_mean_of_a_mean():
     """The innermost mean takes too many values to enumerate. The Aggregate averaging it
     needs only its range; if the compiler can't do without the set, validate must say so."""

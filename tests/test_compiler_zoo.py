@@ -175,6 +175,7 @@ def exhaustive_batches(entry: registry.ZooProgram) -> list[list[list[Any]]]:
 # ------------------------------------------------------------------ 1. exhaustive, registry settings
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_exhaustive_at_registry_settings(name: str) -> None:
     entry = registry.get(name)
@@ -188,6 +189,7 @@ def test_exhaustive_at_registry_settings(name: str) -> None:
 UNPADDED_NAMES = ("reverse", "frac_prevs", "paper_dyck1", "sort_composed")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", UNPADDED_NAMES)
 def test_exhaustive_one_batch_per_length(name: str) -> None:
     """The same check without PAD anywhere: one batch per input length (one XLA compile
@@ -243,6 +245,7 @@ def long_inputs(name: str, n: int, vocab: Sequence[Any], count: int = LONG_INPUT
     return inputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_random_long_inputs(name: str) -> None:
     entry = registry.get(name)

@@ -14,6 +14,7 @@ def test_there_are_pages_with_code():
     assert any(BLOCK.search(page.read_text()) for page in PAGES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_page_runs(page):
     namespace: dict = {"__name__": f"docs_{page.stem}"}

@@ -50,6 +50,7 @@ def test_negated_atom_selects_keys_with_no_value():
     assert_agrees(w, {"a", "b"}, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("causal", [False, True])
 def test_negation_over_none_queries_and_keys(causal):
     """None on the query side, on the key side, and both, in an AND with a plain atom."""

@@ -48,6 +48,7 @@ def inputs(name: str, count: int = 300) -> list[list]:
     return [xs for xs in short + longer if entry.accepts(xs)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ROUND_TRIP))
 def test_round_trip_runs_exactly_like_the_original(name, tmp_path):
     model = compiled(name)

@@ -192,6 +192,7 @@ def program_only() -> list[int]:
     return [i for i, s in enumerate(GRID) if not analysis(s, "product").fits_one_head and analysis(s, "program").fits_one_head]
 
 
+@pytest.mark.slow
 def test_every_program_fit_compiles_to_one_factored_head():
     cases = program_only()
     assert len(cases) >= 5

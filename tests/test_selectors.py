@@ -733,6 +733,7 @@ def compiled_cases() -> tuple[int, ...]:
     return tuple(compiled_subset())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slot", range(40), ids=lambda slot: f"subset{slot:02d}")
 def test_compiled_compositions_agree_with_the_evaluator(slot: int) -> None:
     """`auto`, then every other strategy that fits each head (zipped into as few models as

@@ -119,6 +119,7 @@ def tracr_results(tmp_path_factory):
     return results
 
 
+@pytest.mark.slow
 def test_tracr_test_files_all_ran(tracr_results):
     files = {key.split("::")[0] for key in tracr_results}
     assert files == {pathlib.Path(f).stem for f in TEST_FILES}
@@ -126,6 +127,7 @@ def test_tracr_test_files_all_ran(tracr_results):
     assert not [k for k, v in tracr_results.items() if v == "skipped"]
 
 
+@pytest.mark.slow
 def test_tracr_tests_pass_except_deliberate_differences(tracr_results):
     unexpected = {k: v for k, v in tracr_results.items() if v is not None and k not in ALLOWED}
     assert not unexpected, "Tracr tests failing on rasp_lab:\n" + "\n".join(
@@ -133,6 +135,7 @@ def test_tracr_tests_pass_except_deliberate_differences(tracr_results):
     )
 
 
+@pytest.mark.slow
 def test_every_allowed_difference_still_differs(tracr_results):
     missing = sorted(k for k in ALLOWED if k not in tracr_results)
     assert not missing, f"allow-list entries naming no Tracr test: {missing}"
@@ -210,6 +213,7 @@ def _inputs(name: str, vocab: list, n: int, count: int) -> list[list]:
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [10, 12])
 @pytest.mark.parametrize("name", LIBRARY)
 def test_tracr_library_compiles_exactly(name, n):
