@@ -42,8 +42,9 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
     ) from err
 
 from rasp_lab import rasp
+from rasp_lab.artifact import HeadBlock
 from rasp_lab.compiler.basis import ONE, Direction
-from rasp_lab.compiler.blocks import BOS_DIRECTION_NAME, HeadBlock
+from rasp_lab.compiler.block_context import BOS_DIRECTION_NAME
 from rasp_lab.compiler.model import CompiledModel
 from rasp_lab.graph import ProgramGraph, build_graph
 
