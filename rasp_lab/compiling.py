@@ -143,14 +143,12 @@ def _compile(
         sets = value_sets(
             plans.program, vocab, max_seq_len, extra=plans.extra, work_limit=work_limit, progress=progress
         )
-    graph = sets.graph
     target = float(leak)
     best: CompiledModel | None = None
     for _ in range(_PRECISION_STEPS):
         progress.stage(f"blocks (leak {target:.0e})")
         try:
             blocks = build_blocks(
-                graph,
                 sets,
                 plans,
                 discretisers,

@@ -46,7 +46,6 @@ from rasp_lab.compiler.mlp_blocks import (
 )
 from rasp_lab.compiler.selector_plans import SelectorPlans
 from rasp_lab.errors import CompileError
-from rasp_lab.graph import ProgramGraph
 from rasp_lab.value_sets import ValueSets
 from rasp_lab.values import sort_values
 
@@ -63,7 +62,6 @@ __all__ = [
 
 
 def build_blocks(
-    graph: ProgramGraph,
     sets: ValueSets,
     plans: SelectorPlans,
     discretisers: DiscretiserPlans,
@@ -73,8 +71,10 @@ def build_blocks(
     leak: float,
     causal: bool = False,
 ) -> BlockPlan:
-    """Blocks for every SOp of `graph`; heads follow `plans`; `leak` bounds each head's
-    misplaced attention; the Maps `discretisers` split read their one-hot through clamps."""
+    """Blocks for every SOp of the program `sets` was inferred for (`sets.graph`); heads
+    follow `plans`; `leak` bounds each head's misplaced attention; the Maps `discretisers`
+    split read their one-hot through clamps."""
+    graph = sets.graph
     ctx = BuildContext.create(graph, sets, plans, discretisers, bos=bos, pad=pad, leak=leak, causal=causal)
     _embedding_nodes(ctx)
     for label in graph.order:
