@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -501,4 +502,6 @@ def get(name: str) -> ZooProgram:
     try:
         return ZOO[name]
     except KeyError:
-        raise KeyError(f"unknown zoo program {name!r}; known programs: {', '.join(names())}") from None
+        close = difflib.get_close_matches(str(name), names(), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+        raise KeyError(f"unknown zoo program {name!r}{hint} Known programs: {', '.join(names())}") from None

@@ -58,7 +58,8 @@ def test_run_defaults_to_the_first_example_and_shows_numbers(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "nosuch", "1"], "unknown zoo program 'nosuch'; known programs: length, reverse"),
+        (["run", "nosuch", "1"], "unknown zoo program 'nosuch'. Known programs: length, reverse"),
+        (["run", "srot", "1"], "unknown zoo program 'srot'; did you mean 'sort'? Known programs: length"),
         (["run", "sort", "3", "9"], "unknown token(s) ['9']; the vocabulary is: 1 2 3 4"),
         (["run", "sort", "1 2 3 4 1 2"], "6 tokens is longer than sort's max_seq_len 5"),
         (["run", "missing.npz", "1"], "no model file at 'missing.npz'"),

@@ -479,8 +479,9 @@ def test_summary_and_parameter_counts() -> None:
     assert f"residual width {len(model.residual_labels)}" in text
     assert "heads" in text and "MLP width" in text
     for layer, shape in enumerate(config.layer_shapes):
-        assert f"layer {layer}: {shape.num_heads} heads" in text
-        assert f"MLP width {shape.mlp_hidden}" in text
+        heads = {0: "no heads", 1: "1 head x size"}.get(shape.num_heads, f"{shape.num_heads} heads x size")
+        assert f"layer {layer}: {heads}" in text
+        assert (f"MLP width {shape.mlp_hidden}" if shape.mlp_hidden else "no MLP") in text
     assert str(counts["compact"]) in text and str(counts["nonzero"]) in text and "non-zero" in text
 
 
@@ -582,3 +583,11 @@ def test_compiling_twice_gives_identical_models(name: str) -> None:
             a, b = first.params[group][part], second.params[group][part]
             assert a.dtype == b.dtype and np.array_equal(a, b), (group, part)
     assert [h.label for h in first.heads] == [h.label for h in second.heads]
+
+
+def test_summary_reads_as_english():
+    program = rasp.Map(lambda t: t + 1, rasp.tokens).named("plus_one")
+    text = rasp_lab.compile(program, vocab={1, 2}, max_seq_len=3).summary()
+    assert "rasp_lab model for 'plus_one': 1 layer, " in text
+    assert "  layer 0: no heads, MLP width " in text
+    assert "0 heads" not in text and "1 layers" not in text

@@ -396,17 +396,22 @@ class CompiledModel:
 
     def summary(self) -> str:
         counts = self.parameter_counts()
+        layers = len(self.weights.layers)
         lines = [
-            f"rasp_lab model for {self.name!r}: {len(self.weights.layers)} layers, "
+            f"rasp_lab model for {self.name!r}: {layers} layer{'s' if layers != 1 else ''}, "
             f"residual width {self.layout.width}, max_seq_len {self.max_seq_len}, causal={self.causal}",
             f"parameters: {counts['compact']} (compact), {counts['padded']} (padded to one shape per layer), "
             f"{counts['nonzero']} non-zero",
             self.certificate.describe(),
         ]
         for layer, lw in enumerate(self.weights.layers):
-            lines.append(
-                f"  layer {layer}: {lw.num_heads} heads x size {lw.head_size}, MLP width {lw.mlp_hidden}"
+            heads = (
+                f"{lw.num_heads} head{'s' if lw.num_heads != 1 else ''} x size {lw.head_size}"
+                if lw.num_heads
+                else "no heads"
             )
+            mlp = f"MLP width {lw.mlp_hidden}" if lw.mlp_hidden else "no MLP"
+            lines.append(f"  layer {layer}: {heads}, {mlp}")
             for head in lw.heads:
                 lines.append(
                     f"    head {head.label} <- {head.selector}: margin {head.margin}, "
