@@ -104,12 +104,48 @@ def _is_model_file(name: str) -> bool:
 # ---------------------------------------------------------------------------- list / run / compile
 
 
+def _vocab_text(vocab: Any) -> str:
+    from rasp_lab.values import sort_values
+
+    return " ".join(str(t) for t in sort_values(vocab))
+
+
 def _list(args: argparse.Namespace) -> int:
+    from rasp_lab.graph import build_graph, distinct_labels
     from rasp_lab.programs import registry
 
+    print(f"{'name':26} {'vocab':16} {'max_len':>7} {'SOps':>4}  description")
     for name in registry.names():
         entry = registry.get(name)
-        print(f"{name:28} {entry.description}")
+        sops = len(build_graph(distinct_labels(entry.build())).sops())
+        causal = " (causal)" if entry.causal else ""
+        print(
+            f"{name:26} {_vocab_text(entry.vocab):16} {entry.max_seq_len:>7} {sops:>4}  {entry.description}{causal}"
+        )
+    return 0
+
+
+def _show_program(args: argparse.Namespace) -> int:
+    from rasp_lab import rasp
+    from rasp_lab.graph import build_graph, distinct_labels
+    entry = _zoo(args.program)
+    program = distinct_labels(entry.build())
+    graph = build_graph(program)
+    print(f"{entry.name}: {entry.description}")
+    print(f"source:      {entry.source}")
+    print(f"vocab:       {_vocab_text(entry.vocab)}")
+    print(f"max_seq_len: {entry.max_seq_len}{', causal' if entry.causal else ''}")
+    print("examples:")
+    for tokens, output in entry.examples:
+        print(f"  {' '.join(str(t) for t in tokens)}  ->  {output}")
+    print(f"expressions ({len(graph.sops())} SOps, {len(graph.selectors())} selectors), inputs first:")
+    for label in graph.order:
+        expr = graph.nodes[label]
+        reads = ", ".join(child.label for child in expr.children)
+        kind = type(expr).__name__
+        if isinstance(expr, rasp.SOp):
+            kind += f" ({rasp.get_encoding(expr).value})"
+        print(f"  {label:28} {kind}{f' of {reads}' if reads else ''}")
     return 0
 
 
@@ -464,6 +500,14 @@ def build_parser(prog: str = "rasp-lab") -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list the programs zoo", description="List the programs zoo.")
     listing.set_defaults(handler=_list)
+
+    show = sub.add_parser(
+        "show",
+        help="show one zoo program: source, vocab, examples, its expressions",
+        description="Show one zoo program: its source, vocab, max_seq_len, worked examples and expressions.",
+    )
+    show.add_argument("program", help="a zoo program name (see `list`)")
+    show.set_defaults(handler=_show_program)
 
     run = sub.add_parser(
         "run",

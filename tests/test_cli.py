@@ -31,7 +31,7 @@ def test_list_shows_every_zoo_program(capsys):
     code, out, err = run(capsys, "list")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert [line.split()[0] for line in lines] == list(registry.names())
+    assert [line.split()[0] for line in lines[1:]] == list(registry.names())  # after the header
     assert any(line.startswith("sort ") and "Tokens sorted ascending" in line for line in lines)
 
 
@@ -283,3 +283,21 @@ def test_installed_console_script():
     assert done.stdout.startswith("usage: rasp-lab")
     for command in ("list", "run", "compile", "explain", "plot"):
         assert command in done.stdout
+
+
+def test_list_has_vocab_length_and_size_columns(capsys):
+    code, out, err = run(capsys, "list")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["name", "vocab", "max_len", "SOps"]
+    sort = next(line for line in lines if line.startswith("sort "))
+    assert sort.split()[1:7] == ["1", "2", "3", "4", "5", "5"]  # vocab 1..4, max_seq_len 5, 5 SOps
+
+
+def test_show_a_zoo_program(capsys):
+    code, out, err = run(capsys, "show", "sort")
+    assert code == 0 and err == ""
+    assert out.startswith("sort: ") and "vocab:       1 2 3 4" in out and "max_seq_len: 5" in out
+    assert "examples:\n  " in out and "  sort                         Aggregate (categorical) of " in out
+    code, out, err = run(capsys, "show", "srot")
+    assert code == 2 and "did you mean 'sort'?" in err
