@@ -174,6 +174,7 @@ def assert_compiles_exactly(
     `model` may be compiled from a different program that should compute the same function
     (the diagnosis then compares the SOps whose labels both share).
     """
+    __tracebackhide__ = True  # pytest shows the failing assertion, not this toolkit's frames
     if not isinstance(program, rasp.SOp):
         raise TypeError(
             f"assert_compiles_exactly takes an SOp (the program's output), got {type(program).__name__}"
