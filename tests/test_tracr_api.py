@@ -71,6 +71,10 @@ def test_apply_returns_tracrs_fields_consistently(reverse):
             )
     values = reverse.output_encoder.decoding_map
     assert [values[i] for i in out.unembedded[0, 1:4]] == ["c", "b", "a"]
+    assert reverse.output_encoder.decode(out.unembedded[0, 1:4]) == ["c", "b", "a"]
+    assert reverse.output_encoder.encode(["a", "c"]) == [reverse.output_encoder.encoding_map[v] for v in "ac"]
+    ids = reverse.input_encoder.encode([compiling.COMPILER_BOS, "a", "b"])
+    assert reverse.input_encoder.decode(ids) == [compiling.COMPILER_BOS, "a", "b"]
 
 
 def test_refusals_are_also_not_implemented_errors():

@@ -70,6 +70,10 @@ class InputEncoder:
     def pad_encoding(self) -> int:
         return self.encoding_map[self.pad_token]
 
+    def decode(self, encodings: Sequence[int]) -> list[Any]:
+        """Tokens of ids (Tracr's encoder method)."""
+        return [self.decoding_map[int(i)] for i in encodings]
+
     def encode(self, inputs: Sequence[Any], *, allow_padding: bool = False) -> list[int]:
         """Ids for `[BOS, *tokens]` (with `allow_padding`, `[BOS, *tokens, *PADs]` as Tracr
         runs a padded row); ValueError naming the first bad token and its position."""
@@ -121,11 +125,25 @@ class CategoricalOutputEncoder:
         self.encoding_map = {v: i for i, v in enumerate(values)}
         self.decoding_map = dict(enumerate(values))
 
+    def encode(self, values: Sequence[Any]) -> list[int]:
+        """Indices of output values (Tracr's encoder method)."""
+        return [self.encoding_map[v] for v in values]
+
+    def decode(self, encodings: Sequence[int]) -> list[Any]:
+        """Output values of indices, None for -1 (no value), as `unembedded` holds them."""
+        return [None if int(i) < 0 else self.decoding_map[int(i)] for i in encodings]
+
 
 class NumericalOutputEncoder:
     """The output is the single numerical direction's value."""
 
     encoding_map = None
+
+    def encode(self, values: Sequence[Any]) -> list[Any]:
+        return list(values)
+
+    def decode(self, encodings: Sequence[Any]) -> list[Any]:
+        return [float(v) for v in encodings]
 
 
 @dataclass(frozen=True)
