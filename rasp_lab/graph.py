@@ -25,7 +25,8 @@ class LabelCollisionError(ValueError):
         super().__init__(
             f"label {label!r} names two different expressions in one program: "
             f"{type(first).__name__} and {type(second).__name__} with different structure; "
-            f"give them distinct names with .named(...)"
+            f"build the graph of distinct_labels(program), which labels them apart as compile does, "
+            f"or give them distinct names with .named(...)"
         )
         self.label = label
         self.exprs = (first, second)
