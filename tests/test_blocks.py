@@ -147,3 +147,15 @@ def test_a_width_head_attends_bos_and_the_selected_keys_alike():
     for w in range(N + 1):  # the decoder: the share BOS leaves, w / (w + 1), read back as w
         out = run_mlp(mlp, {ONE: 1.0, scratch: w / (w + 1)})
         assert {d.value for d, v in out.items() if v > 0.5} == {w}
+
+
+def test_a_numerical_map_of_a_one_hot_is_a_numerical_lookup():
+    weights = rasp.numerical(rasp.Map(lambda t: t * 1.5 - 2, rasp.tokens)).named("weights")
+    ctx = context(weights)
+    node = mlp_blocks.categorical_map(ctx, "weights", weights, rasp.Encoding.NUMERICAL)
+    assert node.mlp.kind == "numerical_lookup" and node.directions == (Direction("weights"),)
+    for token in VOCAB:
+        assert (
+            run_mlp(node.mlp, {ONE: 1.0, Direction("tokens", token): 1.0})[Direction("weights")]
+            == token * 1.5 - 2
+        )

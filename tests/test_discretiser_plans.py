@@ -130,7 +130,7 @@ def test_values_label_avoids_existing_labels() -> None:
     mean = rasp.numerical(rasp.Aggregate(prefix, taken, default=0))
     program = rasp.numerical(rasp.Map(wiggle, mean)).named("wiggle")
     model = rasp_lab.compile(program, set(WEIGHTS), N, require_exact=False)
-    assert "wiggle_values_" in model.plan.nodes and model.plan.nodes["wiggle_values"].mlp.kind == "categorical_map"
+    assert "wiggle_values_" in model.plan.nodes and model.plan.nodes["wiggle_values"].mlp.kind == "numerical_lookup"
     assert worst_error(model, inputs()[:400]) <= 1e-6
 
 

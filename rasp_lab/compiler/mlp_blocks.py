@@ -80,9 +80,10 @@ def categorical_map(ctx: BuildContext, label: str, expr: rasp.Map, encoding: ras
             # unit at 0 would pass it on). An exact one-hot needs no bias: ReLU(x).
             w_in.append({direction: 1.0} if inner.label in ctx.exact else {direction: 2.0, ONE: -1.0})
             w_out.append(entry)
-    mlp = finish_mlp(
-        ctx, label, "categorical_map", list(inner.directions), outputs, w_in, w_out, tolerance=0.25
-    )
+    # A lookup table from the input's one-hot: "categorical_map" when it writes a one-hot,
+    # "numerical_lookup" when it writes one number (a numerical Map of a categorical SOp).
+    kind = "categorical_map" if encoding is rasp.Encoding.CATEGORICAL else "numerical_lookup"
+    mlp = finish_mlp(ctx, label, kind, list(inner.directions), outputs, w_in, w_out, tolerance=0.25)
     if inner.label in ctx.exact:
         ctx.exact.add(label)
     error = 2 * inner.error * max([1.0] + [abs(v) for row in w_out for v in row.values()])
