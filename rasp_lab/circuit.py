@@ -59,17 +59,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from rasp_lab import naming
+
 __all__ = ["ground_truth_circuit", "head_hook", "mlp_hook"]
 
 
 def head_hook(layer: int) -> str:
     """The TransformerLens hook holding each head's output, [batch, pos, head, d_head]."""
-    return f"blocks.{layer}.attn.hook_z"
+    return naming.tl(layer, "attn.hook_z")
 
 
 def mlp_hook(layer: int) -> str:
     """The TransformerLens hook holding a layer's MLP output, [batch, pos, d_model]."""
-    return f"blocks.{layer}.hook_mlp_out"
+    return naming.tl(layer, "hook_mlp_out")
 
 
 def _groups(model: Any) -> dict[Any, str]:

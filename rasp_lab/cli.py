@@ -128,6 +128,7 @@ def _list(args: argparse.Namespace) -> int:
 def _show_program(args: argparse.Namespace) -> int:
     from rasp_lab import rasp
     from rasp_lab.graph import build_graph, distinct_labels
+
     entry = _zoo(args.program)
     program = distinct_labels(entry.build())
     graph = build_graph(program)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rasp_lab import rasp
+from rasp_lab import naming, rasp
 from rasp_lab.artifact import (
     Direction,
     HeadBlock,
@@ -142,11 +142,11 @@ def to_arrays(model: CompiledModel) -> tuple[dict[str, np.ndarray], dict[str, An
     layers = []
     for n, lw in enumerate(weights.layers):
         for part in ("w_q", "w_k", "w_v", "w_o", "w_1", "w_2"):
-            arrays[f"layer_{n}.{part}"] = getattr(lw, part)
+            arrays[naming.file_array(n, part)] = getattr(lw, part)
         heads = []
         for i, head in enumerate(lw.heads):
-            arrays[f"layer_{n}.head_{i}.w_qk"] = head.w_qk
-            arrays[f"layer_{n}.head_{i}.w_ov"] = head.w_ov
+            arrays[naming.head_array(n, i, "w_qk")] = head.w_qk
+            arrays[naming.head_array(n, i, "w_ov")] = head.w_ov
             heads.append(
                 {
                     "label": head.label,
@@ -163,8 +163,8 @@ def to_arrays(model: CompiledModel) -> tuple[dict[str, np.ndarray], dict[str, An
             )
         mlps = []
         for j, mlp in enumerate(lw.mlps):
-            arrays[f"layer_{n}.mlp_{j}.w_in"] = mlp.w_in
-            arrays[f"layer_{n}.mlp_{j}.w_out"] = mlp.w_out
+            arrays[naming.mlp_array(n, j, "w_in")] = mlp.w_in
+            arrays[naming.mlp_array(n, j, "w_out")] = mlp.w_out
             mlps.append(
                 {
                     "label": mlp.label,
@@ -626,7 +626,6 @@ def _shapes(meta: _Metadata, declared: Any, source: str) -> dict[str, tuple[int,
         "pos_embed": (meta.max_seq_len + 1, d_model),
     }
     for n, (heads, mlps) in enumerate(meta.layers):
-        p = f"layer_{n}"
         head_size = max(
             [1]
             + [
@@ -635,24 +634,24 @@ def _shapes(meta: _Metadata, declared: Any, source: str) -> dict[str, tuple[int,
             ]
         )
         for i, h in enumerate(heads):
-            shapes[f"{p}.head_{i}.w_qk"] = (len(h["query"]), len(h["key"]))
-            shapes[f"{p}.head_{i}.w_ov"] = (len(h["value"]), len(h["output"]))
+            shapes[naming.head_array(n, i, "w_qk")] = (len(h["query"]), len(h["key"]))
+            shapes[naming.head_array(n, i, "w_ov")] = (len(h["value"]), len(h["output"]))
         hidden = 0
         for j, m in enumerate(mlps):
-            name = f"{p}.mlp_{j}.w_in"
+            name = naming.mlp_array(n, j, "w_in")
             got = declared(name)
             if len(got) != 2 or got[0] != len(m["inputs"]) or got[1].bit_length() > 48:
                 raise ModelFileError(
                     f"{source}: array {name!r} has shape {shape_text(got)}, expected ({len(m['inputs'])}, width)"
                 )
             shapes[name] = (len(m["inputs"]), got[1])
-            shapes[f"{p}.mlp_{j}.w_out"] = (got[1], len(m["outputs"]))
+            shapes[naming.mlp_array(n, j, "w_out")] = (got[1], len(m["outputs"]))
             hidden += got[1]
         for part in ("w_q", "w_k", "w_v"):
-            shapes[f"{p}.{part}"] = (d_model, len(heads), head_size)
-        shapes[f"{p}.w_o"] = (len(heads), head_size, d_model)
-        shapes[f"{p}.w_1"] = (d_model, hidden)
-        shapes[f"{p}.w_2"] = (hidden, d_model)
+            shapes[naming.file_array(n, part)] = (d_model, len(heads), head_size)
+        shapes[naming.file_array(n, "w_o")] = (len(heads), head_size, d_model)
+        shapes[naming.file_array(n, "w_1")] = (d_model, hidden)
+        shapes[naming.file_array(n, "w_2")] = (hidden, d_model)
     return shapes
 
 
@@ -703,17 +702,26 @@ def _build(
 
     layers = []
     for n, (head_fields, mlp_fields) in enumerate(checked.layers):
-        p = f"layer_{n}"
         heads = tuple(
-            HeadBlock(w_qk=weights[f"{p}.head_{i}.w_qk"], w_ov=weights[f"{p}.head_{i}.w_ov"], **h)
+            HeadBlock(
+                w_qk=weights[naming.head_array(n, i, "w_qk")],
+                w_ov=weights[naming.head_array(n, i, "w_ov")],
+                **h,
+            )
             for i, h in enumerate(head_fields)
         )
         mlps = tuple(
-            MLPBlock(w_in=weights[f"{p}.mlp_{j}.w_in"], w_out=weights[f"{p}.mlp_{j}.w_out"], **m)
+            MLPBlock(
+                w_in=weights[naming.mlp_array(n, j, "w_in")],
+                w_out=weights[naming.mlp_array(n, j, "w_out")],
+                **m,
+            )
             for j, m in enumerate(mlp_fields)
         )
         lw = LayerWeights(
-            heads, mlps, *(weights[f"{p}.{part}"] for part in ("w_q", "w_k", "w_v", "w_o", "w_1", "w_2"))
+            heads,
+            mlps,
+            *(weights[naming.file_array(n, part)] for part in ("w_q", "w_k", "w_v", "w_o", "w_1", "w_2")),
         )
         _check_layer(n, lw, layout, rtol, source)
         layers.append(lw)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from rasp_lab import naming
 from rasp_lab.circuit import ground_truth_circuit
 
 _INSTALL = (
@@ -101,19 +102,19 @@ def state_dict(model: Any) -> dict[str, np.ndarray]:
         "pos_embed.W_pos": params["pos_embed"]["embeddings"],
     }
     for layer in range(layers):
-        p = f"transformer/layer_{layer}"
+        p = naming.haiku_prefix(layer)
         for ours, theirs in (("query", "Q"), ("key", "K"), ("value", "V")):
             w = params[f"{p}/attn/{ours}"]["w"]  # [d_model, heads * d_head]
             b = params[f"{p}/attn/{ours}"]["b"]  # [heads * d_head]
-            out[f"blocks.{layer}.attn.W_{theirs}"] = w.reshape(d_model, heads, d_head).transpose(1, 0, 2)
-            out[f"blocks.{layer}.attn.b_{theirs}"] = b.reshape(heads, d_head)
+            out[naming.tl(layer, f"attn.W_{theirs}")] = w.reshape(d_model, heads, d_head).transpose(1, 0, 2)
+            out[naming.tl(layer, f"attn.b_{theirs}")] = b.reshape(heads, d_head)
         linear = params[f"{p}/attn/linear"]
-        out[f"blocks.{layer}.attn.W_O"] = linear["w"].reshape(heads, d_head, d_model)
-        out[f"blocks.{layer}.attn.b_O"] = linear["b"]
-        out[f"blocks.{layer}.mlp.W_in"] = params[f"{p}/mlp/linear_1"]["w"]
-        out[f"blocks.{layer}.mlp.b_in"] = params[f"{p}/mlp/linear_1"]["b"]
-        out[f"blocks.{layer}.mlp.W_out"] = params[f"{p}/mlp/linear_2"]["w"]
-        out[f"blocks.{layer}.mlp.b_out"] = params[f"{p}/mlp/linear_2"]["b"]
+        out[naming.tl(layer, "attn.W_O")] = linear["w"].reshape(heads, d_head, d_model)
+        out[naming.tl(layer, "attn.b_O")] = linear["b"]
+        out[naming.tl(layer, "mlp.W_in")] = params[f"{p}/mlp/linear_1"]["w"]
+        out[naming.tl(layer, "mlp.b_in")] = params[f"{p}/mlp/linear_1"]["b"]
+        out[naming.tl(layer, "mlp.W_out")] = params[f"{p}/mlp/linear_2"]["w"]
+        out[naming.tl(layer, "mlp.b_out")] = params[f"{p}/mlp/linear_2"]["b"]
     w_u = unembedding(model)
     out["unembed.W_U"] = w_u
     out["unembed.b_U"] = np.zeros(w_u.shape[1], f32)

@@ -41,7 +41,7 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
         "rasp_lab.viz draws with matplotlib, which is not installed: pip install rasp-lab[viz]"
     ) from err
 
-from rasp_lab import rasp
+from rasp_lab import naming, rasp
 from rasp_lab.artifact import HeadBlock
 from rasp_lab.compiler.basis import ONE, Direction
 from rasp_lab.compiler.block_context import BOS_DIRECTION_NAME
@@ -726,7 +726,7 @@ def plot_residual(
             raise ValueError(f"no block {layer!r}; the blocks are {names}")
         chosen = [layer]
     elif isinstance(layer, int) and 0 <= layer < len(model.weights.layers):
-        chosen = [f"layer_{layer}/attn", f"layer_{layer}/mlp"]
+        chosen = [naming.block(layer, "attn"), naming.block(layer, "mlp")]
     else:
         raise ValueError(
             f"layer {layer!r} out of range: the model has layers 0..{len(model.weights.layers) - 1}"

@@ -88,3 +88,18 @@ def test_the_language_imports_nothing_above_it():
     for module in language:
         assert set(graph.successors(module)) <= language | below, module
     assert "rasp_lab.rasp.evaluator" not in nx.descendants(graph, "rasp_lab.rasp.expr")
+
+
+def test_names_of_layers_are_written_in_one_module():
+    """haiku keys, block names, TransformerLens hooks and file arrays: rasp_lab/naming.py."""
+    import re
+
+    pattern = re.compile(r'f"(?:transformer/layer_\{|layer_\{\w+\}[./]|blocks\.\{)')
+    offenders = []
+    for path in (ROOT / "rasp_lab").rglob("*.py"):
+        if path.name == "naming.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if pattern.search(line) and "@" not in line:  # an error message naming a product is fine
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

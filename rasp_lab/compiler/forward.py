@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rasp_lab import naming
+
 Params = Mapping[str, Mapping[str, np.ndarray]]
 
 MASKED = -1e30
@@ -101,7 +103,7 @@ class _Transformer(hk.Module):
     def __call__(self, x, mask):
         residuals, patterns = [x], []
         for layer, shape in enumerate(self.shapes):
-            x, after_attn, pattern = _Layer(shape, name=f"layer_{layer}")(x, mask)
+            x, after_attn, pattern = _Layer(shape, name=naming.haiku_layer(layer))(x, mask)
             residuals += [after_attn, x]
             patterns.append(pattern)
         return residuals, patterns
@@ -137,7 +139,7 @@ def numpy_forward(params: Params, shapes: list[LayerShape], token_ids: np.ndarra
     mask = attention_mask(ids, pad_id, causal)
     residuals, patterns = [x], []
     for layer, shape in enumerate(shapes):
-        p = f"transformer/layer_{layer}"
+        p = naming.haiku_prefix(layer)
         batch, seq, _ = x.shape
 
         def project(name: str, x=x, p=p, shape=shape, batch=batch, seq=seq):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from rasp_lab import model_format, rasp
+from rasp_lab import model_format, naming, rasp
 from rasp_lab.artifact import HeadBlock, LayerWeights, ResidualLayout, SOpLocation, ValueInfo, Weights, pad
 from rasp_lab.compiler.forward import MASKED, LayerShape, attention_mask, haiku_forward, numpy_forward
 from rasp_lab.compiler.layers import EMBEDDED, LayerAllocation, Placement
@@ -554,7 +554,7 @@ class CompiledModel:
         values = self.decode(residuals[-1], ids)[0]
         decoded = [self.input_encoder.bos_token] + values + [None] * (ids.shape[1] - 1 - len(values))
         names = ["embed"] + [
-            f"layer_{layer}/{part}" for layer in range(len(patterns)) for part in ("attn", "mlp")
+            naming.block(layer, part) for layer in range(len(patterns)) for part in ("attn", "mlp")
         ]
         by_block = {name: r[0] for name, r in zip(names, residuals)}
         attention = {layer: p[0] for layer, p in enumerate(patterns)}
@@ -564,12 +564,12 @@ class CompiledModel:
         cache: dict[str, np.ndarray] = {"hook_embed": token_embed, "hook_pos_embed": pos_embed}
         for layer, pattern in enumerate(patterns):
             pre, mid, post = residuals[2 * layer][0], residuals[2 * layer + 1][0], residuals[2 * layer + 2][0]
-            cache[f"blocks.{layer}.hook_resid_pre"] = pre
-            cache[f"blocks.{layer}.attn.hook_pattern"] = pattern[0]
-            cache[f"blocks.{layer}.hook_attn_out"] = mid - pre
-            cache[f"blocks.{layer}.hook_resid_mid"] = mid
-            cache[f"blocks.{layer}.hook_mlp_out"] = post - mid
-            cache[f"blocks.{layer}.hook_resid_post"] = post
+            cache[naming.tl(layer, "hook_resid_pre")] = pre
+            cache[naming.tl(layer, "attn.hook_pattern")] = pattern[0]
+            cache[naming.tl(layer, "hook_attn_out")] = mid - pre
+            cache[naming.tl(layer, "hook_resid_mid")] = mid
+            cache[naming.tl(layer, "hook_mlp_out")] = post - mid
+            cache[naming.tl(layer, "hook_resid_post")] = post
         stream = [np.asarray(r) for r in residuals]  # each [1, seq, d_model]
         return ModelOutput(
             decoded=decoded,
@@ -644,7 +644,7 @@ def _params(weights: Weights) -> dict[str, dict[str, np.ndarray]]:
 
 def _layer_params(layer: int, lw: LayerWeights, d_model: int) -> dict[str, dict[str, np.ndarray]]:
     f32 = np.float32
-    p = f"transformer/layer_{layer}"
+    p = naming.haiku_prefix(layer)
     width = lw.num_heads * lw.head_size
 
     def flat(w: np.ndarray) -> np.ndarray:
