@@ -6,7 +6,10 @@ TransformerLens hook names. `params`, `model_config`, `residual_labels`, `input_
 `output_encoder` keep Tracr's attribute contract; `params` is padded to one shape per layer
 as that contract requires, while `apply` runs the compact per-layer weights.
 
-The model is built from its weights, residual layout and input encoding only: the compiler
+Encoders and decoding are rasp_lab/compiler/encoding.py, what `apply` returns is
+rasp_lab/compiler/outputs.py, every name of a part is rasp_lab/naming.py, and files are
+rasp_lab/model_format.py. The model is built from its weights, residual layout and input
+encoding only: the compiler
 builds it that way (`CompiledModel.from_compilation`) and so does `rasp_lab.load` from a
 saved file (rasp_lab/model_format.py), so both run and decode with the same code.
 """
@@ -25,17 +28,32 @@ import numpy as np
 
 from rasp_lab import model_format, naming, rasp
 from rasp_lab.artifact import HeadBlock, LayerWeights, ResidualLayout, SOpLocation, ValueInfo, Weights, pad
+from rasp_lab.compiler.encoding import (
+    CategoricalOutputEncoder,
+    DecodingError,
+    InputEncoder,
+    NumericalOutputEncoder,
+    decode_block,
+)
 from rasp_lab.compiler.forward import MASKED, LayerShape, attention_mask, haiku_forward, numpy_forward
 from rasp_lab.compiler.layers import EMBEDDED, LayerAllocation, Placement
+from rasp_lab.compiler.outputs import HeadInfo, ModelOutput
+
+__all__ = [
+    "CategoricalOutputEncoder",
+    "CompiledModel",
+    "DecodingError",
+    "HeadInfo",
+    "InputEncoder",
+    "ModelConfig",
+    "ModelOutput",
+    "NotAvailable",
+    "NumericalOutputEncoder",
+]
 
 if TYPE_CHECKING:
     from rasp_lab.compiler.blocks import BlockPlan
     from rasp_lab.value_sets import ValueSets
-
-
-class DecodingError(ValueError):
-    """The output block at some position is neither one value nor empty (e.g. an average of
-    two values): the compiled model has no single answer there."""
 
 
 @dataclass(frozen=True)
@@ -51,149 +69,6 @@ class ModelConfig:
     max_seq_len: int
     vocab_size: int
     layer_shapes: tuple[LayerShape, ...]
-
-
-class InputEncoder:
-    """Token <-> id, as Tracr's CategoricalEncoder: vocab sorted, then BOS, then PAD."""
-
-    def __init__(self, tokens: Sequence[Any], bos: Any, pad: Any, max_seq_len: int) -> None:
-        self.encoding_map = {token: i for i, token in enumerate(tokens)}
-        self.decoding_map = {i: token for token, i in self.encoding_map.items()}
-        self.bos_token, self.pad_token = bos, pad
-        self.max_seq_len = max_seq_len
-
-    @property
-    def bos_encoding(self) -> int:
-        return self.encoding_map[self.bos_token]
-
-    @property
-    def pad_encoding(self) -> int:
-        return self.encoding_map[self.pad_token]
-
-    def decode(self, encodings: Sequence[int]) -> list[Any]:
-        """Tokens of ids (Tracr's encoder method)."""
-        return [self.decoding_map[int(i)] for i in encodings]
-
-    def encode(self, inputs: Sequence[Any], *, allow_padding: bool = False) -> list[int]:
-        """Ids for `[BOS, *tokens]` (with `allow_padding`, `[BOS, *tokens, *PADs]` as Tracr
-        runs a padded row); ValueError naming the first bad token and its position."""
-        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
-            raise TypeError(f"expected a list of tokens starting with {self.bos_token!r}, got {inputs!r}")
-        if len(inputs) == 0 or inputs[0] != self.bos_token:
-            first = repr(inputs[0]) if len(inputs) else "nothing"
-            raise ValueError(
-                f"inputs must start with the BOS token {self.bos_token!r}, got {first} at position 0"
-            )
-        if len(inputs) - 1 > self.max_seq_len:
-            raise ValueError(
-                f"{len(inputs) - 1} tokens after BOS is longer than max_seq_len {self.max_seq_len}"
-            )
-        ids = []
-        padding = 0  # the first PAD's position, once one is seen
-        for position, token in enumerate(inputs):
-            where = f"position {position} (BOS is position 0)"
-            if position > 0 and token == self.bos_token:
-                raise ValueError(f"BOS token {token!r} may only stand at position 0, found at {where}")
-            if token == self.pad_token:
-                if not allow_padding:
-                    raise ValueError(
-                        f"PAD token {token!r} at {where}: pass inputs without padding (run_batch pads them itself)"
-                    )
-                if position == 1:
-                    raise ValueError(
-                        f"PAD token {token!r} at {where}: a padded input needs at least one token before PAD"
-                    )
-                padding = padding or position
-                ids.append(self.encoding_map[token])
-                continue
-            if padding:
-                raise ValueError(
-                    f"PAD token {self.pad_token!r} at position {padding} is followed by token {token!r} at "
-                    f"{where}: PAD may only pad the input at its end"
-                )
-            if token not in self.encoding_map:
-                vocab = [t for t in self.encoding_map if t not in (self.bos_token, self.pad_token)]
-                raise ValueError(f"unknown token {token!r} at {where}; the vocabulary is {vocab}")
-            ids.append(self.encoding_map[token])
-        return ids
-
-
-class CategoricalOutputEncoder:
-    """Output value <-> index within the output SOp's one-hot block."""
-
-    def __init__(self, values: Sequence[Any]) -> None:
-        self.encoding_map = {v: i for i, v in enumerate(values)}
-        self.decoding_map = dict(enumerate(values))
-
-    def encode(self, values: Sequence[Any]) -> list[int]:
-        """Indices of output values (Tracr's encoder method)."""
-        return [self.encoding_map[v] for v in values]
-
-    def decode(self, encodings: Sequence[int]) -> list[Any]:
-        """Output values of indices, None for -1 (no value), as `unembedded` holds them."""
-        return [None if int(i) < 0 else self.decoding_map[int(i)] for i in encodings]
-
-
-class NumericalOutputEncoder:
-    """The output is the single numerical direction's value."""
-
-    encoding_map = None
-
-    def encode(self, values: Sequence[Any]) -> list[Any]:
-        return list(values)
-
-    def decode(self, encodings: Sequence[Any]) -> list[Any]:
-        return [float(v) for v in encodings]
-
-
-@dataclass(frozen=True)
-class HeadInfo:
-    layer: int
-    index: int
-    label: str
-    selector: str
-    margin: float
-    coldness: float
-    leak_bound: float
-    strategy: str = ""
-    """How the selector became this head (see HeadBlock.strategy)."""
-
-
-@dataclass(frozen=True)
-class ModelOutput:
-    """One forward pass on one input (BOS first, then tokens, then any PAD).
-
-    The first five fields are rasp_lab's (positions as rows, no batch axis); the rest are the
-    fields of Tracr's AssembledTransformerModelOutput, with its shapes (batch axis of 1)."""
-
-    decoded: list
-    """BOS, then each position's value (None where the SOp has no value, and at PAD)."""
-    stream: Mapping[str, np.ndarray]
-    """'embed', 'layer_{l}/attn', 'layer_{l}/mlp' -> [seq, d_model] after that block."""
-    attention: Mapping[int, np.ndarray]
-    """layer -> pattern [heads, query, key]."""
-    cache: Mapping[str, np.ndarray]
-    """TransformerLens hook names -> arrays (no batch axis)."""
-    residual_labels: list[str]
-    unembedded: np.ndarray
-    """[1, seq]: the output's index in `output_encoder` (categorical; -1 where it has no
-    value) or its value (numerical), as the model computes it (BOS and PAD included)."""
-    layer_outputs: list[np.ndarray]
-    """Each block's write to the residual stream, [1, seq, d_model], attention then MLP per layer."""
-    residuals: list[np.ndarray]
-    """The residual stream after each block, [1, seq, d_model] (Tracr's list; `stream` names them)."""
-    attn_logits: list[np.ndarray]
-    """Per layer [1, heads, query, key]: attention logits, recomputed in float64 from the
-    residual before the layer (masked entries hold the mask value)."""
-    transformer_output: np.ndarray
-    """[1, seq, d_model]: the final residual stream."""
-    input_embeddings: np.ndarray
-    """[1, seq, d_model]: token plus position embeddings."""
-
-    def sop(self, location: SOpLocation) -> np.ndarray:
-        """[seq, len(directions)]: the final residual restricted to one SOp's directions."""
-        final = list(self.stream.values())[-1]
-        return final[:, location.start : location.stop]
 
 
 class NotAvailable(AttributeError):
@@ -490,48 +365,15 @@ class CompiledModel:
     def decode(
         self, residual: np.ndarray, ids: np.ndarray, location: SOpLocation | None = None
     ) -> list[list]:
-        """Decoded values per row and position (BOS and PAD positions excluded).
-
-        Vectorised: a categorical block decodes to its value where one entry is >= 0.75 and
-        the rest <= 0.25, to None where the block is (near) empty, and raises DecodingError
-        for anything in between (e.g. an average of two values)."""
-        location = location or self.output_location
-        ids = np.asarray(ids)
-        pad_id, bos_id = self.input_encoder.pad_encoding, self.input_encoder.bos_encoding
-        body = ids[:, 1:]
-        if (body == bos_id).any():
-            row, position = np.argwhere(body == bos_id)[0]
-            raise ValueError(f"row {row}: BOS at position {position + 1}")
-        lengths = np.argmax(np.concatenate([body == pad_id, np.ones((len(ids), 1), bool)], axis=1), axis=1)
-        block = residual[:, 1:, location.start : location.stop]  # [batch, seq - 1, len(directions)]
-        if location.encoding is rasp.Encoding.NUMERICAL:
-            values = block[..., 0].astype(float)
-            return [values[row, : lengths[row]].tolist() for row in range(len(ids))]
-        top = block.argmax(axis=-1)  # [batch, seq - 1]
-        high = np.take_along_axis(block, top[..., None], axis=-1)[..., 0]
-        rest = np.abs(block).sum(axis=-1) - np.abs(high)
-        total = block.sum(axis=-1)
-        empty = (total < 0.25) & (block.max(axis=-1, initial=0.0) < 0.25)
-        clean = (high >= 0.75) & (rest <= 0.25)
-        valid = np.arange(body.shape[1])[None, :] < lengths[:, None]
-        bad = valid & ~empty & ~clean
-        if bad.any():
-            row, position = np.argwhere(bad)[0]
-            shown = {
-                str(d): round(float(v), 3)
-                for d, v in zip(location.directions, block[row, position])
-                if abs(v) > 1e-3
-            }
-            raise DecodingError(
-                f"{location.label}: row {row}, position {position + 1} holds no single value (block {shown}); "
-                f"a categorical Aggregate probably averaged different values here"
-            )
-        table = [d.value for d in location.directions]
-        out = []
-        for row in range(len(ids)):
-            n = lengths[row]
-            out.append([None if empty[row, p] else table[top[row, p]] for p in range(n)])
-        return out
+        """Decoded values per row and position (BOS and PAD positions excluded); see
+        rasp_lab/compiler/encoding.py `decode_block`."""
+        return decode_block(
+            residual,
+            ids,
+            location or self.output_location,
+            self.input_encoder.pad_encoding,
+            self.input_encoder.bos_encoding,
+        )
 
     def run_batch(self, inputs: Sequence[Sequence[Any]]) -> list[list]:
         """Decoded outputs for inputs given without BOS (one list per input)."""
