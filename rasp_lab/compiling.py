@@ -6,6 +6,7 @@ program -> value sets (and graph) -> validation -> discretiser plans -> selector
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -136,12 +137,20 @@ def _compile(
     progress.stage("discretiser plans")
     discretisers = plan_discretisers(program, sets)
     if discretisers.program is not program:
-        sets = value_sets(discretisers.program, vocab, max_seq_len, work_limit=work_limit, progress=progress)
+        sets = value_sets(
+            discretisers.program, vocab, max_seq_len, work_limit=work_limit, progress=progress, reuse=sets
+        )
     progress.stage("selector plans")
     plans = plan_selectors(discretisers.program, sets, selector_strategy, causal=causal)
     if plans.program is not discretisers.program or plans.extra:
         sets = value_sets(
-            plans.program, vocab, max_seq_len, extra=plans.extra, work_limit=work_limit, progress=progress
+            plans.program,
+            vocab,
+            max_seq_len,
+            extra=plans.extra,
+            work_limit=work_limit,
+            progress=progress,
+            reuse=plans.value_sets,
         )
     target = float(leak)
     best: CompiledModel | None = None
@@ -167,7 +176,14 @@ def _compile(
         layout = residual_layout(blocks, layers)
         weights = assemble(blocks, layers, layout)
         model = CompiledModel.from_compilation(
-            program, sets, blocks, layers, layout, weights, causal=causal, leak=target
+            program,
+            dataclasses.replace(sets, state=None),
+            blocks,
+            layers,
+            layout,
+            weights,
+            causal=causal,
+            leak=target,
         )
         progress.stage("certificate")
         model.certificate = certify(model, tolerance=tolerance)

@@ -91,6 +91,9 @@ class ValueSets(Mapping):
     """Labels whose set is exact (every value occurs on some input)."""
     failures: tuple[Failure, ...] = field(default=())
     graph: ProgramGraph | None = field(default=None, compare=False, repr=False)
+    state: Any = field(default=None, compare=False, repr=False)
+    """The inference's per-node results, which `value_sets(..., reuse=this)` carries over to
+    the nodes a rewrite left untouched (None once dropped, e.g. in a compiled model)."""
 
     def __getitem__(self, key: str | rasp.RASPExpr) -> frozenset | None:
         label = key.label if isinstance(key, rasp.RASPExpr) else key
@@ -166,6 +169,7 @@ def value_sets(
     *,
     work_limit: int | None = None,
     progress: Progress | None = None,
+    reuse: ValueSets | None = None,
 ) -> ValueSets:
     """The values every SOp of `program` (and of `extra`) can take on inputs over `vocab` of
     length 1..max_seq_len.
@@ -174,11 +178,22 @@ def value_sets(
     rasp_lab.graph.distinct_labels); the sets are keyed by those labels.
 
     Raises WorkLimitError, before the work starts, when inference would take more than
-    `work_limit` steps (default WORK_LIMIT, about a minute). `progress` is told of each SOp."""
+    `work_limit` steps (default WORK_LIMIT, about a minute). `progress` is told of each SOp.
+
+    `reuse`: the value sets of an earlier version of the program (same vocab and length).
+    Every node that is the very same object there (a rewrite rebuilds only the nodes above
+    what it replaced) keeps its results, so each node is inferred once per compile."""
     vocab_set = check_vocab(vocab, max_seq_len)
     limit = check_work_limit(work_limit)
     graph = build_graph(program if extra else distinct_labels(program), extra)
-    return _Inference(graph, vocab_set, max_seq_len, limit).run(progress or Silent())
+    inference = _Inference(graph, vocab_set, max_seq_len, limit)
+    if (
+        reuse is not None
+        and reuse.state is not None
+        and (reuse.vocab, reuse.max_seq_len) == (vocab_set, max_seq_len)
+    ):
+        inference.previous = reuse.state
+    return inference.run(progress or Silent())
 
 
 class _Inference:
@@ -196,6 +211,9 @@ class _Inference:
         self.local: set[str] = set()
         self.cache: dict[str, dict[tuple, tuple[bool, Any]]] = {}
         self.failures: dict[tuple, Failure] = {}
+        self.previous: _Inference | None = None
+        self.inferred = 0
+        """Nodes inferred here (not carried over from `previous`)."""
         self.tokens = sorted(vocab, key=order_key)
         self._plan_sources()
         self._charge_state_walks()
@@ -271,10 +289,16 @@ class _Inference:
         for done, label in enumerate(self.graph.order):
             progress.step(done, len(self.graph.order), label)
             expr = self.graph.nodes[label]
+            if self.previous is not None and self.previous.graph.nodes.get(label) is expr:
+                self._carry(label, expr)
+                continue
             if isinstance(expr, rasp.SOp):
+                self.inferred += 1
                 self.sets[label] = self._infer(label, expr)
             elif isinstance(expr, rasp.Select):
+                self.inferred += 1
                 self._check_predicate(expr)
+        self.previous = None  # not kept alive through the result
         return ValueSets(
             vocab=self.vocab,
             max_seq_len=self.n,
@@ -282,7 +306,23 @@ class _Inference:
             exact=frozenset(self.exact),
             failures=tuple(self.failures.values()),
             graph=self.graph,
+            state=self,
         )
+
+    def _carry(self, label: str, expr: rasp.RASPExpr) -> None:
+        """The earlier inference's results for this very node (its whole subtree is the same
+        objects, so they hold as they were)."""
+        previous = self.previous
+        assert previous is not None
+        if isinstance(expr, rasp.SOp):
+            self.sets[label] = previous.sets[label]
+        if label in previous.exact:
+            self.exact.add(label)
+        if label in previous.cache:
+            self.cache[label] = previous.cache[label]
+        for key, failure in previous.failures.items():
+            if failure.label == label:
+                self.failures[key] = failure
 
     # -- sources: the independent quantities an SOp is a function of at its position:
     # local leaves (tokens, indices, length, Full, ConstantSOp: jointly one position's state)

@@ -153,3 +153,45 @@ def test_exact_sets_are_attained(program):
     seen = observed(program, vocab, max_len)
     for label in sets.exact:
         assert seen.get(label, set()) == sets[label], label
+
+
+def test_reuse_carries_over_the_nodes_a_rewrite_left_untouched():
+    a = rasp.Map(lambda t: t + 1, rasp.tokens).named("a")
+    b = rasp.SequenceMap(lambda x, i: x * i, a, rasp.indices).named("b")
+    first = value_sets(b, {1, 2}, 3)
+    assert first.state.inferred == 4  # tokens, indices, a, b
+    bigger = rasp.Map(lambda x: x % 3, b).named("c")
+    again = value_sets(bigger, {1, 2}, 3, reuse=first)
+    assert again.state.inferred == 1  # only c
+    fresh = value_sets(bigger, {1, 2}, 3)
+    assert dict(again.sets) == dict(fresh.sets) and again.exact == fresh.exact
+    assert value_sets(bigger, {1, 2, 3}, 3, reuse=first).state.inferred == 5  # another vocab: nothing reused
+
+
+def test_a_compile_infers_each_node_once(monkeypatch):
+    """Planning passes rewrite the program (a split Map, a multi-head width); the value sets
+    of what they left untouched are carried over, not inferred again."""
+    import collections
+    import importlib
+
+    module = importlib.import_module("rasp_lab.value_sets")  # the module, not the function
+
+    counts: collections.Counter = collections.Counter()
+    infer, check = module._Inference._infer, module._Inference._check_predicate
+
+    def counting_infer(self, label, expr):
+        counts[(label, expr.unique_id)] += 1  # a node, not a label: a rewrite may replace a node under its label
+        return infer(self, label, expr)
+
+    def counting_check(self, select):
+        counts[(select.label, select.unique_id)] += 1
+        return check(self, select)
+
+    monkeypatch.setattr(module._Inference, "_infer", counting_infer)
+    monkeypatch.setattr(module._Inference, "_check_predicate", counting_check)
+    keys = rasp.Map(lambda t: t % 2, rasp.tokens).named("keys")
+    selector = rasp.Select(keys, keys, rasp.Comparison.EQ) | rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT)
+    width = rasp.SelectorWidth(selector).named("width")
+    rasp_lab.compile(width, {0, 1, 2}, 4, selector_strategy="multi_head")
+    assert counts and max(counts.values()) == 1, counts.most_common(3)
+    assert len({label for label, _ in counts if label == "width"}) == 1 and sum(1 for label, _ in counts if label == "width") == 2

@@ -66,6 +66,8 @@ class SelectorPlans:
     extra: tuple[rasp.SOp, ...]
     """Product SOps the heads read, to be computed alongside the program."""
     heads: Mapping[str, HeadPlan]
+    value_sets: ValueSets | None = None
+    """The value sets of `program` the plans were made with (without the products)."""
 
 
 class _Pair:
@@ -115,7 +117,7 @@ def plan_selectors(
     program = rewrite(program, _shallow_selectors)
     program = _rewrite_multi_head(program, sets, strategy, causal)
     if program is not sets.graph.output:
-        sets = value_sets(program, sets.vocab, sets.max_seq_len)
+        sets = value_sets(program, sets.vocab, sets.max_seq_len, reuse=sets)
     products: dict[str, rasp.SOp] = {}
     heads: dict[str, HeadPlan] = {}
     for node in topological(program):
@@ -123,7 +125,7 @@ def plan_selectors(
             heads[node.label] = _plan_head(
                 node, sets, _forced(strategy, node.selector.label), products, causal
             )
-    return SelectorPlans(program=program, extra=tuple(products.values()), heads=heads)
+    return SelectorPlans(program=program, extra=tuple(products.values()), heads=heads, value_sets=sets)
 
 
 def _shallow_selectors(node: rasp.RASPExpr, children: tuple) -> rasp.RASPExpr | None:
