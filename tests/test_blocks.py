@@ -25,9 +25,7 @@ def context(program: rasp.SOp, leak: float = 1e-6) -> BuildContext:
     discretisers = plan_discretisers(program, sets)
     plans = plan_selectors(discretisers.program, sets, "auto")
     assert plans.program is program and discretisers.program is program
-    ctx = BuildContext.create(
-        sets.graph, sets, plans, discretisers, bos="BOS", pad="PAD", leak=leak, causal=False
-    )
+    ctx = BuildContext(sets, plans, discretisers, bos="BOS", pad="PAD", leak=leak, causal=False)
     blocks._embedding_nodes(ctx)
     for label in sets.graph.order[:-1]:
         expr = sets.graph.nodes[label]

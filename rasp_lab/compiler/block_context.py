@@ -7,6 +7,7 @@ BuildContext; blocks.py dispatches each SOp to one of them, in the program's ord
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,11 +92,10 @@ class NeedsPrecision(Exception):
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What every block builder reads: the program, its value sets and plans, the leak and
-    BOS/PAD tokens; and, filled in as the pass goes, the blocks built so far (`nodes`), the
-    scratch directions, and which SOps are exact one-hots (`exact`)."""
+    """What every block builder reads: the value sets (and through them the program's graph)
+    and plans, the leak and BOS/PAD tokens; and, filled in as the pass goes, the blocks built
+    so far (`nodes`), the scratch directions, and which SOps are exact one-hots (`exact`)."""
 
-    graph: ProgramGraph
     sets: ValueSets
     plans: SelectorPlans
     discretisers: DiscretiserPlans
@@ -111,32 +111,14 @@ class BuildContext:
     direction_sets: dict[int, tuple[tuple[Direction, ...], frozenset[Direction]]] = field(
         default_factory=dict
     )
-    averaging_reads: frozenset[str] = frozenset()
 
-    @classmethod
-    def create(
-        cls,
-        graph: ProgramGraph,
-        sets: ValueSets,
-        plans: SelectorPlans,
-        discretisers: DiscretiserPlans,
-        *,
-        bos: Any,
-        pad: Any,
-        leak: float,
-        causal: bool,
-    ) -> BuildContext:
-        return cls(
-            graph,
-            sets,
-            plans,
-            discretisers,
-            bos,
-            pad,
-            leak,
-            causal,
-            averaging_reads=_averaging_reads(graph, plans),
-        )
+    @property
+    def graph(self) -> ProgramGraph:
+        return self.sets.graph
+
+    @functools.cached_property
+    def averaging_reads(self) -> frozenset[str]:
+        return _averaging_reads(self.graph, self.plans)
 
     @property
     def n(self) -> int:
@@ -147,7 +129,7 @@ class BuildContext:
         """Positions a model runs on: max_seq_len plus BOS."""
         return self.sets.max_seq_len + 1
 
-    @property
+    @functools.cached_property
     def bos_dir(self) -> Direction:
         return Direction(BOS_DIRECTION_NAME, self.bos, internal=True)
 

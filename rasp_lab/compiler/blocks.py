@@ -75,7 +75,7 @@ def build_blocks(
     follow `plans`; `leak` bounds each head's misplaced attention; the Maps `discretisers`
     split read their one-hot through clamps."""
     graph = sets.graph
-    ctx = BuildContext.create(graph, sets, plans, discretisers, bos=bos, pad=pad, leak=leak, causal=causal)
+    ctx = BuildContext(sets, plans, discretisers, bos=bos, pad=pad, leak=leak, causal=causal)
     _embedding_nodes(ctx)
     for label in graph.order:
         expr = graph.nodes[label]

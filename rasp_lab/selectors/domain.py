@@ -150,22 +150,11 @@ def _program_domain(selector, sops, query_sops, key_sops, vocab, max_seq_len, va
     states = len(vocab) * max_seq_len * (max_seq_len + 1) // 2 * len(involved)
     if states > PROBE_WORK:
         # Too many positions to evaluate: every combination is a superset of the program's pairs.
-        free = free_domain(query_sops, key_sops, values)
         how = (
             f"{states:,} (token, index, length) evaluations exceed {PROBE_WORK:,}: every combination of "
             f"values taken instead"
         )
-        return Domain(
-            "program",
-            False,
-            how,
-            query_sops,
-            key_sops,
-            free.query_tuples,
-            free.key_tuples,
-            free.realised,
-            causal,
-        )
+        return _every_combination(query_sops, key_sops, values, how, causal)
     inputs = sum(len(vocab) ** n for n in range(1, max_seq_len + 1))
     probes = _Probes(sops, tuple(sorted(positional)), vocab, max_seq_len, causal, values)
     if len(positional) == len(involved) and not probes.raised:
@@ -175,22 +164,11 @@ def _program_domain(selector, sops, query_sops, key_sops, vocab, max_seq_len, va
     if probes.raised:
         # Positions are not independent when an SOp raises on some: an input holding that
         # state raises as a whole. Every combination is a superset of what occurs.
-        free = free_domain(query_sops, key_sops, values)
         how = (
             f"{probes.raised!r} raises on some inputs and more than {EXHAUSTIVE_INPUTS} inputs would have to "
             f"be listed: every combination of values taken instead"
         )
-        return Domain(
-            "program",
-            False,
-            how,
-            query_sops,
-            key_sops,
-            free.query_tuples,
-            free.key_tuples,
-            free.realised,
-            causal,
-        )
+        return _every_combination(query_sops, key_sops, values, how, causal)
     return _over_approximated(query_sops, key_sops, probes, vocab, max_seq_len, values, causal, positional)
 
 
@@ -243,6 +221,15 @@ class _Probes:
     def tuple_at(self, labels: tuple[str, ...], n: int, t: Any, i: int) -> tuple:
         row = self.values[(n, t)]
         return tuple(row[label][i] for label in labels)
+
+
+def _every_combination(query_sops, key_sops, values, how: str, causal: bool) -> Domain:
+    """The program question over every combination of values: a superset of the program's
+    pairs, used where listing what occurs would cost too much or is unsound."""
+    free = free_domain(query_sops, key_sops, values)
+    return Domain(
+        "program", False, how, query_sops, key_sops, free.query_tuples, free.key_tuples, free.realised, causal
+    )
 
 
 def _positional(query_sops, key_sops, probes: _Probes, vocab, max_seq_len, values, causal) -> Domain:
