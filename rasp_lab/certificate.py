@@ -374,13 +374,25 @@ class _Checker:
         spread = high - low
         big = np.maximum(np.abs(low), np.abs(high))
         same_sign = (low >= 0) | (high <= 0)
-        f32 = gamma(self.n_pos + len(head.value) + head_size + len(head.output) + EXP_ULPS + 6)
+        # z @ W_O sums over the head's columns, but a column W_V leaves empty (or W_O ignores)
+        # adds an exact 0: only the columns both use can round.
+        ov_columns = int(
+            np.count_nonzero(
+                np.any(layer.w_v[:, index, :] != 0, axis=0) & np.any(layer.w_o[index] != 0, axis=1)
+            )
+        )
+        f32 = gamma(self.n_pos + len(head.value) + ov_columns + len(head.output) + EXP_ULPS + 6)
         output_sop = self.owner_of.get(head.output[0]) if head.output else None
         averages = output_sop is None or self.layout.sops[output_sop].encoding is rasp.Encoding.NUMERICAL
-        absolute = value_abs + leak * spread + (skew * attended_spread if averages else 0.0)
+        # Weights off by a factor within 1 +- 2 skew move a mean of values that share a sign
+        # by at most 2 skew times the mean itself (relative: small where the mean is, as a
+        # BOS share 1/(w+1) is), and any mean by at most skew times the attended spread.
+        skew_rel = np.where(same_sign, 2 * skew, 0.0) if averages else np.zeros_like(spread)
+        skew_abs = np.where(same_sign, 0.0, skew * attended_spread) if averages else np.zeros_like(spread)
+        absolute = value_abs + leak * spread + skew_abs
         # Relative parts stay relative while the averaged values share a sign (then the
         # sum of |weight * value| is the output's own size, plus the leaked weight's).
-        relative = np.where(same_sign, f32 + value_rel, 0.0)
+        relative = np.where(same_sign, f32 + value_rel, 0.0) + skew_rel
         absolute = absolute + np.where(same_sign, (f32 + value_rel) * leak * big, (f32 + value_rel) * big)
         # At BOS the query attends BOS alone: no unequal weights, only the leak.
         value_bos = np.array([self._error(d).at_bos for d in head.value]) @ w_ov
@@ -397,14 +409,18 @@ class _Checker:
         total = value_total * float(w_ov.max(initial=0.0)) + 2 * leak + f32 * (1 + 2 * leak + value_total)
         bound = Bound(float(absolute.max()), float(relative.max()), float(at_bos.max()), total)
         if head.output and head.output[0] not in self.owner_of:
-            # A width head's scratch: the share of BOS among the attended, w / (w + 1).
+            # A width head's scratch: the mean over BOS and the w selected keys, which all
+            # carry one token value: (w * token + bos) / (w + 1).
             widths = self.info.get(head.label)
             counts = np.arange(self.n_pos) if widths is None or widths.values is None else None
             if counts is None:
                 counts = np.array(widths.values)
             if not len(counts):
                 counts = np.arange(self.n_pos)
-            self.scratch_values[head.output[0]] = counts / (counts + 1.0)
+            token_values = np.unique(values[:-1, 0])
+            if len(token_values) != 1:
+                raise _NotCertified("a width head whose keys carry different values")
+            self.scratch_values[head.output[0]] = (counts * token_values[0] + values[-1, 0]) / (counts + 1.0)
             self.bound[self._owner(head.output[0])] = bound
         else:
             self.bound[head.label] = bound

@@ -142,8 +142,9 @@ def test_a_width_head_attends_bos_and_the_selected_keys_alike():
             assert (logit == pytest.approx(bos_logit)) == (k <= q), (q, k)
     (scratch,) = head.output
     assert scratch in ctx.scratch
-    for w in range(N + 1):  # the decoder: the share BOS leaves, w / (w + 1), read back as w
-        out = run_mlp(mlp, {ONE: 1.0, scratch: w / (w + 1)})
+    assert head.value == (bos,)  # BOS's own share of the attention is what is read
+    for w in range(N + 1):  # the decoder: BOS's share, 1 / (w + 1), read back as w
+        out = run_mlp(mlp, {ONE: 1.0, scratch: 1 / (w + 1)})
         assert {d.value for d, v in out.items() if v > 0.5} == {w}
 
 

@@ -179,9 +179,12 @@ def head(
 def width(
     ctx: BuildContext, label: str, selector: rasp.Selector | None, encoding: rasp.Encoding
 ) -> NodeBlock:
-    """Attend to BOS and the selected keys alike and average ONE, which is 1 on every
-    token but 0 on BOS: the result w/(w+1) decodes to the width w. The BOS query attends
-    only BOS and reads 0, so the decoder stays silent there."""
+    """Attend to BOS and the selected keys alike and read BOS's share of the attention,
+    1/(w+1), which decodes to the width w. The share is one product (BOS's weight times its
+    exact 1; every other key adds an exact 0), so float32 rounds it relative to its own size
+    and neighbouring widths stay apart up to thousands of positions; the complement
+    w/(w+1), a sum of w weights, would round by about w units of 2^-24 and merge widths
+    near 256. The BOS query attends only BOS and reads 1, as a width of 0 does."""
     if selector is None:  # `length`: every key, BOS included, has the same logit
         sides = (ONE, ctx.bos_dir)
         entries = {
@@ -198,17 +201,17 @@ def width(
     scratch = Direction(f"{label}_selector_width_attn_output", internal=True)
     ctx.scratch.append(scratch)
     widths = [w for w in ctx.values(label) if isinstance(w, int)]
-    shares = [w / (w + 1) for w in widths]
-    gaps = [b - a for a, b in zip(shares, shares[1:])]
+    shares = [1 / (w + 1) for w in widths]
+    gaps = [abs(b - a) for a, b in zip(shares, shares[1:])]
     leak = min([ctx.leak] + [g / 8 for g in gaps])
     built = head(
         ctx,
         label=label,
         selector=selector_label,
         qk=qk,
-        value=(ONE,),
+        value=(ctx.bos_dir,),
         output=(scratch,),
-        ov={(ONE, scratch): 1.0},
+        ov={(ctx.bos_dir, scratch): 1.0},
         margin=1.0,
         leak=leak,
         strategy=strategy,
