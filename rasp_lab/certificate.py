@@ -33,6 +33,7 @@ value v it can take.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -550,32 +551,21 @@ class _Checker:
         return margin, _TIE * scale * (len(owners) + 1), largest
 
     def _mlp(self, mlp: MLPBlock) -> None:
-        configs, errors = self._combinations(mlp.inputs, f"MLP {mlp.label}'s input")
-        w_in, w_out = mlp.w_in, mlp.w_out  # [inputs, hidden], [hidden, outputs]
-        pre = configs @ w_in  # [n, hidden]
-        k_in = np.count_nonzero(w_in, axis=0)  # terms per pre-activation
-        k_out = np.count_nonzero(w_out, axis=0)  # terms per output
-        noise = errors @ np.abs(w_in)  # input errors through the first layer
-        f32_pre = gamma_array(k_in + 2) * ((np.abs(configs) + errors) @ np.abs(w_in))
-        f32_pre = np.where(
-            _reads_one_input(mlp)[None, :], _two_term_rounding(mlp, configs, errors, pre), f32_pre
-        )
-        radius = noise + f32_pre
-        on = pre - radius >= 0
-        off = pre + radius <= 0
-        straddle = ~on & ~off
-        hidden = np.maximum(pre, 0.0)
-        out = hidden @ w_out  # [n, outputs], the ideal outputs
-        # Surely-on units pass input noise linearly, so paired units' noise cancels.
-        if not errors.any() and _exact_mlp(configs, mlp, hidden):
-            total = np.zeros_like(out)  # float32 computes it exactly: the ideal outputs
-        else:
-            total = _linear_noise(mlp, on, errors)
-            total += (on * f32_pre + straddle * radius) @ np.abs(w_out)
-            total += gamma_array(k_out + 2)[None, :] * ((hidden + radius * ~off) @ np.abs(w_out))
         loc = self.layout.sops.get(mlp.label)
         if loc is None:
             raise _NotCertified("writes no SOp of the layout")
+        if loc.encoding is rasp.Encoding.NUMERICAL and self._too_many_combinations(mlp.inputs):
+            parts = self._separable_parts(mlp)
+            if parts is not None:
+                self._separable_mlp(mlp, parts)
+                return
+        configs, errors = self._combinations(mlp.inputs, f"MLP {mlp.label}'s input")
+        hidden = np.maximum(configs @ mlp.w_in, 0.0)
+        if not errors.any() and _exact_mlp(configs, mlp, hidden):
+            out = hidden @ mlp.w_out  # float32 computes it exactly: the ideal outputs
+            total = np.zeros_like(out)
+        else:
+            out, total = _mlp_rows(mlp, configs, errors, np.count_nonzero(mlp.w_out, axis=0))
         if loc.encoding is rasp.Encoding.CATEGORICAL:
             ideal = np.clip(np.round(out), 0.0, 1.0)
             off_grid = np.abs(out - ideal).max(initial=0.0)
@@ -600,6 +590,47 @@ class _Checker:
             self.bound[mlp.label] = Bound(
                 fitted.absolute, fitted.relative, float(total[-1, 0] + abs(out[-1, 0]))
             )
+
+    def _too_many_combinations(self, directions: Sequence[Direction]) -> bool:
+        owners = dict.fromkeys(self._owner(d) for d in directions if d != ONE and d != self.bos_direction)
+        return math.prod(len(self._group(o).configs) for o in owners) > MAX_COMBINATIONS
+
+    def _separable_parts(self, mlp: MLPBlock) -> list[np.ndarray] | None:
+        """[units] masks, one per input SOp, when every unit reads one SOp besides ONE (a
+        LinearSequenceMap's units read one mean each): the output is then a sum of one
+        function per SOp, and so is its error bound, so the SOps' values need not be
+        combined. None when a unit reads two SOps. Units reading only ONE join the first."""
+        owner_of_row = [None if d == ONE else self._owner(d) for d in mlp.inputs]
+        owners = list(dict.fromkeys(o for o in owner_of_row if o is not None))
+        if len(owners) < 2:
+            return None
+        reads = np.array([[o == owner for o in owner_of_row] for owner in owners])  # [owners, inputs]
+        uses = (reads.astype(float) @ (mlp.w_in != 0).astype(float)) > 0  # [owners, hidden]
+        if np.any(uses.sum(axis=0) > 1):
+            return None
+        uses[0] |= ~uses.any(axis=0)
+        return list(uses)
+
+    def _separable_mlp(self, mlp: MLPBlock, parts: list[np.ndarray]) -> None:
+        """A numerical MLP's bound as the sum of its parts' bounds (see _separable_parts),
+        each over its own SOp's values; float32's rounding of the output sum counts every
+        unit of the whole MLP."""
+        k_out = np.count_nonzero(mlp.w_out, axis=0)
+        absolute = at_bos = bos_value = 0.0
+        for units in parts:
+            rows = np.flatnonzero(np.any(mlp.w_in[:, units] != 0, axis=1))
+            sub = dataclasses.replace(
+                mlp,
+                inputs=tuple(mlp.inputs[i] for i in rows),
+                w_in=mlp.w_in[np.ix_(rows, units)],
+                w_out=mlp.w_out[units],
+            )
+            configs, errors = self._combinations(sub.inputs, f"MLP {mlp.label}'s input")
+            out, total = _mlp_rows(sub, configs, errors, k_out)
+            absolute += float(total[:-1, 0].max(initial=0.0))
+            at_bos += float(total[-1, 0])
+            bos_value += float(out[-1, 0])
+        self.bound[mlp.label] = Bound(absolute, 0.0, at_bos + abs(bos_value))
 
     # ---------------------------------------------------------------- verdicts
 
@@ -731,6 +762,30 @@ def _linear_noise(mlp: MLPBlock, on: np.ndarray, errors: np.ndarray) -> np.ndarr
     result = np.zeros((len(on), n_out))
     result[:, out_keys[out_starts]] = np.add.reduceat(contribution[:, by_output], out_starts, axis=1)
     return result
+
+
+def _mlp_rows(
+    mlp: MLPBlock, configs: np.ndarray, errors: np.ndarray, k_out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ideal outputs, error bounds), both [configs, outputs], of an MLP on inputs within
+    `errors` of `configs`; k_out: terms per output sum (the whole MLP's, for a part)."""
+    w_in, w_out = mlp.w_in, mlp.w_out  # [inputs, hidden], [hidden, outputs]
+    pre = configs @ w_in  # [n, hidden]
+    k_in = np.count_nonzero(w_in, axis=0)  # terms per pre-activation
+    noise = errors @ np.abs(w_in)  # input errors through the first layer
+    f32_pre = gamma_array(k_in + 2) * ((np.abs(configs) + errors) @ np.abs(w_in))
+    f32_pre = np.where(_reads_one_input(mlp)[None, :], _two_term_rounding(mlp, configs, errors, pre), f32_pre)
+    radius = noise + f32_pre
+    on = pre - radius >= 0
+    off = pre + radius <= 0
+    straddle = ~on & ~off
+    hidden = np.maximum(pre, 0.0)
+    out = hidden @ w_out  # [n, outputs], the ideal outputs
+    # Surely-on units pass input noise linearly, so paired units' noise cancels.
+    total = _linear_noise(mlp, on, errors)
+    total += (on * f32_pre + straddle * radius) @ np.abs(w_out)
+    total += gamma_array(k_out + 2)[None, :] * ((hidden + radius * ~off) @ np.abs(w_out))
+    return out, total
 
 
 def _blocks(directions: Sequence[Direction], owner) -> dict[str, list[int]]:

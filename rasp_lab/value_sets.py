@@ -374,6 +374,9 @@ class _Inference:
     def _joint_values(self, label: str, expr: rasp.SOp) -> tuple[bool, set | None]:
         """(exact?, values) from the children's sets where they are separable, else from
         the joint space of the SOp's sources (or, if that is too large, the children's)."""
+        means = self._means_of_one_selection(expr)
+        if means is not None:
+            return False, means
         if self._separable(expr):
             exact = all(c.label in self.exact for c in expr.children)
             return exact, self._children_product(expr, exact)
@@ -397,6 +400,59 @@ class _Inference:
             if ok:
                 results.add(value)
         return exact, results
+
+    def _means_of_one_selection(self, expr: rasp.SOp) -> set | None:
+        """A SequenceMap of two numerical means over the same selection, such as a balance
+        `opens - closes` of two running fractions: both divide by the same width w and sum
+        the same keys, so only pairs of sums of w joint (fst, snd) key values occur, not the
+        product of the two means' sets (whose differences grow as N^4: shuffle_dyck would
+        be refused from max_seq_len 24). None where that structure is absent or too large;
+        the caller then treats the means as independent."""
+        if not isinstance(expr, rasp.SequenceMap) or not all(
+            isinstance(c, rasp.Aggregate) and rasp.is_numerical(c) for c in expr.children
+        ):
+            return None
+        fst, snd = expr.fst, expr.snd
+        assert isinstance(fst, rasp.Aggregate) and isinstance(snd, rasp.Aggregate)
+        if not _same_selection(fst.selector, snd.selector):
+            return None
+        sources = self.sources[fst.sop.label] | self.sources[snd.sop.label]
+        if not sources <= self.local:
+            return None
+        leaves = sorted(sources)
+        tuples = self._local_tuples(leaves)
+        if len(tuples) > MAX_ASSIGNMENTS:
+            return None
+        joint: set[tuple] = set()
+        for assignment in tuples:
+            env = dict(zip(leaves, assignment))
+            (ok_a, a), (ok_b, b) = self._pointwise(fst.sop, env, True), self._pointwise(snd.sop, env, True)
+            if ok_a and ok_b:
+                joint.add((a, b))
+        values = [v for pair in joint for v in pair]
+        if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):
+            return None  # None, infinities or non-numbers: the per-mean rules handle them
+        exact_ints = all(isinstance(v, int) for v in values)
+        steps = {(int(a), int(b)) if exact_ints else (Fraction(a), Fraction(b)) for a, b in joint}
+        pairs: set[tuple] = {(fst.default, snd.default)}  # nothing selected
+        sums: set[tuple] = {(0, 0)}
+        for count in range(1, self.n + 1):
+            self._charge(len(sums) * len(steps), f"{expr.label!r} sums {count} keys of two means")
+            sums = {(s + a, t + b) for s, t in sums for a, b in steps}
+            if len(sums) > MAX_ASSIGNMENTS:
+                return None
+            for s, t in sums:
+                pairs.add((s / count, t / count) if exact_ints else (float(s / count), float(t / count)))
+            if len(pairs) > MAX_ASSIGNMENTS:
+                return None
+        results: set = set()
+        for args in sorted(pairs, key=order_key):
+            ok, value = self._call(expr, args, False)
+            if ok:
+                results.add(value)
+                if len(results) > MAX_VALUES:
+                    return None
+        return results
 
     def _children_product(self, expr: rasp.SOp, exact: bool) -> set | None:
         """f over the product of the children's sets (exact for separable children; else a
@@ -496,6 +552,20 @@ class _Inference:
                     select.predicate(key, query)
                 except Exception as err:
                     self._fail(select.label, (key, query), f"{type(err).__name__}({err})", exact)
+
+
+def _same_selection(a: rasp.Selector, b: rasp.Selector) -> bool:
+    """Whether two selectors select the same keys for every query of every input: one node,
+    or two Selects of the same keys and queries by the same predicate."""
+    if a.label == b.label:
+        return True
+    return (
+        isinstance(a, rasp.Select)
+        and isinstance(b, rasp.Select)
+        and a.keys.label == b.keys.label
+        and a.queries.label == b.queries.label
+        and a.predicate is b.predicate
+    )
 
 
 def _leaf_value(expr: rasp.SOp, state: tuple) -> tuple[bool, Any]:

@@ -195,3 +195,51 @@ def test_a_compile_infers_each_node_once(monkeypatch):
     rasp_lab.compile(width, {0, 1, 2}, 4, selector_strategy="multi_head")
     assert counts and max(counts.values()) == 1, counts.most_common(3)
     assert len({label for label, _ in counts if label == "width"}) == 1 and sum(1 for label, _ in counts if label == "width") == 2
+
+
+def _running_fraction(flag_token):
+    flag = rasp.numerical(rasp.Map(lambda t: 1 if t == flag_token else 0, rasp.tokens))
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)  # a new node per call
+    return rasp.numerical(rasp.Aggregate(prefix, flag, default=0))
+
+
+def test_a_balance_of_two_means_over_one_selection_sums_the_same_keys():
+    # opens and closes divide by the same width and sum the same keys: (A - B) / w with
+    # A + B <= w, not every difference of two fractions with unrelated denominators.
+    opens, closes = _running_fraction("("), _running_fraction(")")
+    balance = rasp.numerical(rasp.LinearSequenceMap(opens, closes, 1, -1)).named("balance")
+    vocab, n = {"(", ")", "x"}, 6
+    sets = value_sets(balance, vocab, n)
+    reachable = {
+        a / w - b / w for w in range(1, n + 1) for a in range(w + 1) for b in range(w + 1 - a)
+    }
+    assert sets[balance] == reachable | {0}
+    assert observed(balance, vocab, n)["balance"] == reachable  # every one of them occurs
+    unrelated = {a - b for a in sets[opens] for b in sets[closes]}
+    assert len(unrelated) > 2 * len(sets[balance])
+
+
+def test_means_over_different_selections_stay_independent():
+    opens = _running_fraction("(")
+    later = rasp.numerical(
+        rasp.Aggregate(
+            rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.GEQ),
+            rasp.numerical(rasp.Map(lambda t: 1 if t == ")" else 0, rasp.tokens)),
+            default=0,
+        )
+    )
+    balance = rasp.numerical(rasp.LinearSequenceMap(opens, later, 1, -1)).named("balance")
+    vocab, n = {"(", ")"}, 4
+    sets = value_sets(balance, vocab, n)
+    assert sets[balance] == {a - b for a in sets[opens] for b in sets[later]}
+    assert observed(balance, vocab, n)["balance"] <= sets[balance]
+
+
+def test_shuffle_dyck_value_sets_grow_as_n_squared():
+    from programs.tracr_library import make_shuffle_dyck
+
+    program = make_shuffle_dyck(["()", "{}"])
+    sizes = {n: len(value_sets(program, set("(){}x"), n)["balance_()"]) for n in (16, 32, 64)}
+    # Four times N: about 16 times the values (float rounding adds some), where the product
+    # of the two means' sets would grow 256 times.
+    assert sizes[16] < 400 and sizes[64] < 32 * sizes[16]
