@@ -3,17 +3,20 @@
     from rasp_lab import viz
     viz.plot_program_graph(model, "graph.png")            # the computation graph, coloured by layer
     viz.plot_attention(model, ["a", "b"], 1, 0, "attn.png")  # one head's pattern on one input
-    viz.plot_qk_table(model, 1, 0, "qk.png")              # that head's QK table, selected cells marked
+    viz.plot_qk_table(model, 1, 0, "qk.png", dpi=300)     # that head's QK table, selected cells marked
     viz.plot_residual(model, ["a", "b"], "resid.png")     # the residual stream after every block
     viz.plot_composition_growth("growth.png")             # AND / OR head widths per encoding
+    fig = viz.plot_qk_table(model, 1, 0)                  # no path: just the Figure, for a notebook
     print(viz.program_graph_dot(model))                   # the graph as Graphviz DOT text
 
-Every `plot_*` function draws one matplotlib Figure, saves it to `path` (the format follows
-the file's suffix: PNG for `.png`; `path=None` skips saving) and returns it. Figures are
-built with matplotlib's object-oriented API on an Agg canvas, never through pyplot: nothing
-opens a window or needs a display, nothing is registered with pyplot, so nothing needs
-closing (a dropped figure is garbage-collected). To look at one interactively, display the
-returned Figure (Jupyter shows it inline) or open the saved file.
+Every `plot_*` function draws one matplotlib Figure and returns it; given a `path`, it also
+saves it there (the format follows the file's suffix: PNG for `.png`). `dpi` (default 150)
+is the figure's resolution, so it sets both the saved file's pixels per inch and the size a
+notebook shows it at. Figures are built with matplotlib's object-oriented API on an Agg
+canvas, never through pyplot: nothing opens a window or needs a display, nothing is
+registered with pyplot, so nothing needs closing (a dropped figure is garbage-collected).
+To look at one interactively, display the returned Figure (Jupyter shows it inline) or
+open the saved file.
 
 `import rasp_lab` never imports matplotlib; importing this module without it raises an
 ImportError that says how to install it.
@@ -21,6 +24,8 @@ ImportError that says how to install it.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,6 +94,7 @@ LAYER_COLOURS = (
 all light, so black labels stay readable."""
 
 DPI = 150
+"""Pixels per inch of every figure unless a plot is given `dpi=`."""
 
 
 def _soft_diverging() -> ListedColormap:
@@ -96,15 +102,17 @@ def _soft_diverging() -> ListedColormap:
     return ListedColormap(matplotlib.colormaps["RdBu_r"](np.linspace(0.12, 0.88, 256)), name="rasp_lab_qk")
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI)
+def _new_figure(width: float, height: float, dpi: float) -> Figure:
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not 0 < dpi < math.inf:
+        raise ValueError(f"dpi must be a positive number of pixels per inch, got {dpi!r}")
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)  # render with Agg whatever the session's backend or display
     return fig
 
 
 def _save(fig: Figure, path: PathLike) -> Figure:
     if path is not None:
-        fig.savefig(os.fspath(path), dpi=DPI)
+        fig.savefig(os.fspath(path), dpi=fig.dpi)
     return fig
 
 
@@ -308,9 +316,13 @@ def _legend_entries(stages: Mapping[str, NodeStage], compiled: bool) -> list[Pat
 
 
 def plot_program_graph(
-    program_or_model: rasp.SOp | CompiledModel, path: PathLike, *, title: str | None = None
+    program_or_model: rasp.SOp | CompiledModel,
+    path: PathLike = None,
+    *,
+    title: str | None = None,
+    dpi: float = DPI,
 ) -> Figure:
-    """The program's computation graph, left to right, saved to `path`.
+    """The program's computation graph, left to right (saved to `path` if given).
 
     Given a CompiledModel: the compiled graph (see graph_layers), one column per stage
     (embedding; per layer its selectors, heads, MLPs), every node filled with its layer's
@@ -334,7 +346,7 @@ def plot_program_graph(
         else:
             title = f"{output!r}: program graph, by depth"
 
-    fig = _new_figure(4.0, 3.0)  # resized once the texts are measured
+    fig = _new_figure(4.0, 3.0, dpi)  # resized once the texts are measured
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     renderer = fig.canvas.get_renderer()
@@ -355,11 +367,11 @@ def plot_program_graph(
             0, 0, stage.caption, ha="center", va="top", fontsize=caption_size, color="#444444", zorder=3
         )
         box_pad = pad * fontsize / 72
-        half[label] = texts[label].get_window_extent(renderer).width / DPI / 2 + box_pad
+        half[label] = texts[label].get_window_extent(renderer).width / fig.dpi / 2 + box_pad
     column_half = [
         max(
             [half[s] for s in col if isinstance(s, str)]
-            + [captions[s].get_window_extent(renderer).width / DPI / 2 for s in col if isinstance(s, str)]
+            + [captions[s].get_window_extent(renderer).width / fig.dpi / 2 for s in col if isinstance(s, str)]
             + [0.2]
         )
         for col in columns
@@ -522,7 +534,13 @@ def _token_labels(model: CompiledModel, tokens: Sequence[Any]) -> list[str]:
 
 
 def plot_attention(
-    model: CompiledModel, tokens: Sequence[Any], layer: int, head: int | str, path: PathLike
+    model: CompiledModel,
+    tokens: Sequence[Any],
+    layer: int,
+    head: int | str,
+    path: PathLike = None,
+    *,
+    dpi: float = DPI,
 ) -> Figure:
     """Head `head` (an index, or the label of the SOp it computes) of `layer`: its attention
     pattern on `tokens` (given without BOS), queries down, keys across, both labelled with
@@ -537,7 +555,7 @@ def plot_attention(
     cell, tick_size = (0.45, 9.0) if n <= 10 else (0.3, 7.0)
     rotate = max(map(len, labels)) > 3
     # Lay out in inches: labels measured, then the pattern, the colour bar and the title placed.
-    fig = _new_figure(1.0, 1.0)
+    fig = _new_figure(1.0, 1.0, dpi)
     left = 0.45 + _text_width(fig, labels, tick_size) + 0.15
     key_labels = _text_width(fig, labels, tick_size) if rotate else tick_size * 1.3 / 72
     above = 0.1 + key_labels + 0.35  # top tick labels, then the x label
@@ -622,7 +640,9 @@ def _block_edges(directions: Sequence[Direction]) -> list[float]:
     return [i - 0.5 for i in range(1, len(directions)) if directions[i].name != directions[i - 1].name]
 
 
-def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathLike) -> Figure:
+def plot_qk_table(
+    model: CompiledModel, layer: int, head: int | str, path: PathLike = None, *, dpi: float = DPI
+) -> Figure:
     """Head `head` (an index, or the label of the SOp it computes) of `layer`: its QK table
     `w_qk` in table units (before coldness), query directions down, key directions across,
     labelled `sop:value`; lines separate SOps, a dot marks every selected cell (see
@@ -635,7 +655,7 @@ def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathL
     cell, tick_size = (0.22, 6.0) if big else (0.32, 8.0)
     title = _head_title(layer, index, block) + "\nQK table in table units (before coldness); \u25cf selected"
     # Lay out in inches: labels measured, then the table, the colour bar and the title placed.
-    fig = _new_figure(1.0, 1.0)
+    fig = _new_figure(1.0, 1.0, dpi)
     left = 0.45 + _text_width(fig, rows, tick_size) + 0.1
     plot_w, plot_h = w.shape[1] * cell, w.shape[0] * cell
     body = max(plot_h, 1.6)
@@ -708,7 +728,12 @@ def _block_caption(model: CompiledModel, name: str) -> str:
 
 
 def plot_residual(
-    model: CompiledModel, tokens: Sequence[Any], path: PathLike, layer: int | str | None = None
+    model: CompiledModel,
+    tokens: Sequence[Any],
+    path: PathLike = None,
+    layer: int | str | None = None,
+    *,
+    dpi: float = DPI,
 ) -> Figure:
     """The residual stream on `tokens` (given without BOS) as labelled heatmaps: rows are
     positions (the tokens, BOS first), columns the residual directions (`sop:value`), one
@@ -737,7 +762,7 @@ def plot_residual(
     bound = max(max(float(np.abs(d).max()) for d in data), 1e-9)
     tick_size, cell = 7.0, 0.2
     # Everything below in inches, then turned into figure fractions.
-    fig = _new_figure(1.0, 1.0)
+    fig = _new_figure(1.0, 1.0, dpi)
     left = 0.35 + _text_width(fig, rows, tick_size)
     below = 0.12 + _text_width(fig, labels, tick_size) + 0.3  # rotated tick labels, then the x label
     title_room, gap, top, right = 0.3, 0.12, 0.45, 1.3
@@ -847,7 +872,7 @@ _STRATEGY_STYLE = {
 }
 
 
-def plot_composition_growth(path: PathLike, max_atoms: int = 4) -> Figure:
+def plot_composition_growth(path: PathLike = None, max_atoms: int = 4, *, dpi: float = DPI) -> Figure:
     """Head width (query + key directions) against the number of atoms m for the AND and
     the OR of m equality atoms over two-valued SOps, one line per encoding (factored,
     product_keys, product_queries, product_both), log-scale widths; an `x` on the bottom
@@ -855,7 +880,7 @@ def plot_composition_growth(path: PathLike, max_atoms: int = 4) -> Figure:
     are nudged sideways a little to stay visible. Returns the Figure."""
     data = composition_growth(max_atoms)
     ms = np.arange(1, max_atoms + 1)
-    fig = _new_figure(9.0, 4.2)
+    fig = _new_figure(9.0, 4.2, dpi)
     axes = fig.subplots(1, 2, sharey=True)
     every = [w for op in data.values() for ws in op.values() for w in ws if w is not None]
     low, high = min(every), max(every)

@@ -2,11 +2,13 @@
 (labels, tokens, head names), the data drawn is the model's own, and rasp_lab works
 without matplotlib."""
 
+import inspect
 import os
 import subprocess
 import sys
 
 import matplotlib
+import matplotlib.figure
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
@@ -313,6 +315,60 @@ def test_figures_stay_out_of_pyplot(frac_model, tmp_path):
     assert plt.get_fignums() == before
     assert type(fig.canvas).__name__ == "FigureCanvasAgg"
     assert [p.name for p in tmp_path.iterdir()] == ["as_str.png"]
+
+
+def _png_size(path) -> tuple[int, int]:
+    """(width, height) in pixels, from the PNG's IHDR chunk."""
+    data = path.read_bytes()
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _every_plot(model, path=None, **kwargs):
+    """Each public plot_* function on `model`, with `path` (None: no file) and `kwargs`."""
+    name = (lambda kind: None) if path is None else (lambda kind: path / f"{kind}.png")
+    return {
+        "graph": viz.plot_program_graph(model, name("graph"), **kwargs),
+        "attention": viz.plot_attention(model, ["a", "b"], 1, 0, name("attention"), **kwargs),
+        "qk": viz.plot_qk_table(model, 1, 0, name("qk"), **kwargs),
+        "residual": viz.plot_residual(model, ["a", "b"], name("residual"), **kwargs),
+        "growth": viz.plot_composition_growth(name("growth"), max_atoms=2, **kwargs),
+    }
+
+
+def test_every_plot_returns_a_figure_without_a_path(frac_model, tmp_path, monkeypatch):
+    """For a notebook: no path, nothing written, the Figure back."""
+    monkeypatch.chdir(tmp_path)
+    figures = _every_plot(frac_model)
+    assert all(isinstance(fig, matplotlib.figure.Figure) for fig in figures.values())
+    assert all(fig.dpi == viz.DPI for fig in figures.values())
+    assert list(tmp_path.iterdir()) == []
+    plots = {name for name in viz.__all__ if name.startswith("plot_")}
+    assert len(plots) == len(figures)  # a new plot_* function joins _every_plot
+
+
+def test_dpi_sets_the_saved_pixels(frac_model, tmp_path):
+    figures = _every_plot(frac_model, tmp_path, dpi=72)
+    for kind, fig in figures.items():
+        pixels = np.array(_png_size(tmp_path / f"{kind}.png"))
+        np.testing.assert_allclose(pixels, fig.get_size_inches() * 72, atol=1, err_msg=kind)
+    big = viz.plot_qk_table(frac_model, 1, 0, tmp_path / "qk_200.png", dpi=200)
+    np.testing.assert_allclose(big.get_size_inches(), figures["qk"].get_size_inches(), rtol=0.02)
+    pixels = np.array(_png_size(tmp_path / "qk_200.png"))
+    np.testing.assert_allclose(pixels, big.get_size_inches() * 200, atol=1)
+    with pytest.raises(ValueError, match="dpi must be a positive number of pixels per inch, got 0"):
+        viz.plot_attention(frac_model, ["a"], 1, 0, dpi=0)
+
+
+def test_all_lists_every_public_function_and_class():
+    defined = {
+        name
+        for name, value in vars(viz).items()
+        if not name.startswith("_")
+        and (inspect.isfunction(value) or inspect.isclass(value))
+        and value.__module__ == viz.__name__
+    }
+    assert set(viz.__all__) == defined
+    assert len(viz.__all__) == len(set(viz.__all__))
 
 
 def test_a_loaded_model_draws_all_but_its_graph(frac_model, tmp_path):
