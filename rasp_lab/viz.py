@@ -18,6 +18,10 @@ registered with pyplot, so nothing needs closing (a dropped figure is garbage-co
 To look at one interactively, display the returned Figure (Jupyter shows it inline) or
 open the saved file.
 
+Every colour scale paints 0 white, so an empty cell reads as empty. A scale is one-sided
+(white to red from 0 up, attention white to blue) unless values of both signs occur; then
+it diverges around 0 (blue below, red above).
+
 `import rasp_lab` never imports matplotlib; importing this module without it raises an
 ImportError that says how to install it.
 """
@@ -36,7 +40,7 @@ import numpy as np
 try:
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap, TwoSlopeNorm
+    from matplotlib.colors import Colormap, LinearSegmentedColormap, Normalize, TwoSlopeNorm
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, Patch
     from matplotlib.path import Path
@@ -97,9 +101,42 @@ DPI = 150
 """Pixels per inch of every figure unless a plot is given `dpi=`."""
 
 
-def _soft_diverging() -> ListedColormap:
-    """RdBu_r without its darkest ends, so black marks and text stay visible on every cell."""
-    return ListedColormap(matplotlib.colormaps["RdBu_r"](np.linspace(0.12, 0.88, 256)), name="rasp_lab_qk")
+def _ramp(name: str, colours: Sequence[Any]) -> LinearSegmentedColormap:
+    """Colours spread evenly over [0, 1]; 257 entries, so a white middle entry sits exactly at 0.5."""
+    return LinearSegmentedColormap.from_list(name, list(colours), N=257)
+
+
+_RDBU = matplotlib.colormaps["RdBu_r"]
+_NEGATIVE = [_RDBU(0.12), _RDBU(0.3), "white"]  # RdBu_r without its darkest ends: black marks stay visible
+_POSITIVE = ["white", _RDBU(0.7), _RDBU(0.88)]
+DIVERGING = _ramp("rasp_lab_diverging", _NEGATIVE + _POSITIVE[1:])
+"""Blue below 0, white at 0, red above: for values of both signs (with a norm centred on 0)."""
+POSITIVE = _ramp("rasp_lab_positive", _POSITIVE)
+"""White at 0 to red: for values that are never negative."""
+NEGATIVE = _ramp("rasp_lab_negative", _NEGATIVE)
+"""Blue to white at 0: for values that are never positive."""
+ATTENTION = _ramp("rasp_lab_attention", ["white", *matplotlib.colormaps["Blues"](np.linspace(0.25, 1.0, 4))])
+"""White at weight 0 to dark blue at 1."""
+
+
+def _colour_scale(values: np.ndarray) -> tuple[Colormap, Normalize]:
+    """A colour map and norm that paint 0 white: one-sided (0 to the largest value, or the
+    smallest to 0) unless both signs occur, then diverging around 0. Float32 noise (below a
+    millionth of the largest magnitude) does not count as a sign."""
+    noise = 1e-6 * float(np.abs(values).max(initial=0.0))
+    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    negative, positive = low < -noise, high > noise
+    if negative and positive:
+        bound = max(-low, high)
+        return DIVERGING, TwoSlopeNorm(0.0, -bound, bound)
+    if negative:
+        return NEGATIVE, Normalize(low, 0.0)
+    return POSITIVE, Normalize(0.0, high if positive else 1.0)
+
+
+def _dark(value: float, norm: Normalize) -> bool:
+    """Whether a cell holding `value` is dark enough to need white text."""
+    return abs(value) > 0.75 * max(abs(norm.vmin), abs(norm.vmax))
 
 
 def _new_figure(width: float, height: float, dpi: float) -> Figure:
@@ -569,7 +606,9 @@ def plot_attention(
     left += (width - (left + plot + right)) / 2  # centred under a wider title
     y0 = height - title_room - above - plot
     ax = fig.add_axes((left / width, y0 / height, plot / width, plot / height))
-    image = ax.imshow(pattern, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    image = ax.imshow(
+        pattern, cmap=ATTENTION, norm=Normalize(0.0, 1.0), aspect="auto", interpolation="nearest"
+    )
     ax.xaxis.tick_top()
     ax.xaxis.set_label_position("top")
     ax.set_xticks(range(n), labels=labels, rotation=90 if rotate else 0, fontsize=tick_size)
@@ -669,8 +708,8 @@ def plot_qk_table(
     left += (width - (left + plot_w + right)) / 2  # centred under a wider title
     y0 = below + body - plot_h  # top-aligned with the colour bar
     ax = fig.add_axes((left / width, y0 / height, plot_w / width, plot_h / height))
-    bound = max(float(np.abs(w).max()), 1.0)
-    image = ax.imshow(w, cmap=_soft_diverging(), norm=TwoSlopeNorm(0.0, -bound, bound), aspect="auto")
+    cmap, norm = _colour_scale(w)
+    image = ax.imshow(w, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(cols)), labels=cols, rotation=90, fontsize=tick_size)
     ax.set_yticks(range(len(rows)), labels=rows, fontsize=tick_size)
     ax.set_xlabel("key direction")
@@ -689,7 +728,7 @@ def plot_qk_table(
                 ha="center",
                 va="top",
                 fontsize=5 if big else 6,
-                color="white" if abs(w[r, c]) > 0.75 * bound else "black",
+                color="white" if _dark(w[r, c], norm) else "black",
             )
     marked = np.argwhere(_selected(block, _bos_direction(model)))
     if len(marked):
@@ -759,7 +798,7 @@ def plot_residual(
     labels = list(out.residual_labels)
     rows = _token_labels(model, tokens)
     data = [np.asarray(out.stream[name], dtype=float) for name in chosen]  # each [seq, d_model]
-    bound = max(max(float(np.abs(d).max()) for d in data), 1e-9)
+    cmap, norm = _colour_scale(np.concatenate([d.ravel() for d in data]))  # one scale for every panel
     tick_size, cell = 7.0, 0.2
     # Everything below in inches, then turned into figure fractions.
     fig = _new_figure(1.0, 1.0, dpi)
@@ -785,8 +824,8 @@ def plot_residual(
         )
         image = ax.imshow(
             values,
-            cmap=_soft_diverging(),
-            norm=TwoSlopeNorm(0.0, -bound, bound),
+            cmap=cmap,
+            norm=norm,
             aspect="auto",
             interpolation="nearest",
         )
@@ -804,7 +843,7 @@ def plot_residual(
                     ha="center",
                     va="center",
                     fontsize=4.5,
-                    color="white" if abs(values[r, c]) > 0.75 * bound else "black",
+                    color="white" if _dark(values[r, c], norm) else "black",
                 )
         ax.tick_params(axis="x", bottom=False, labelbottom=False)
         axes.append(ax)

@@ -11,12 +11,13 @@ import matplotlib
 import matplotlib.figure
 import numpy as np
 import pytest
-from matplotlib.colors import to_hex
+from matplotlib.colors import TwoSlopeNorm, to_hex
 from matplotlib.text import Text
 from rasp_lab.programs import registry
 
 import rasp_lab
 from rasp_lab import rasp, viz
+from rasp_lab.compiler.basis import ONE
 from rasp_lab.selectors import analyze
 
 matplotlib.use("Agg")  # viz draws on Agg canvases itself; this keeps pyplot (used below) headless too
@@ -274,6 +275,63 @@ def test_residual_of_one_layer_or_block(frac_model, tmp_path):
         viz.plot_residual(frac_model, ["b"], None, layer=2)
     with pytest.raises(ValueError, match="no block"):
         viz.plot_residual(frac_model, ["b"], None, layer="layer_9/mlp")
+
+
+# ---------------------------------------------------------------------------- colour scales
+
+
+def _pixel(fig, ax, row: int, col: int) -> str:
+    """The rendered colour at the centre of cell (row, col) of `ax`'s image, as hex."""
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    x, y = ax.transData.transform((col, row))
+    return to_hex(rgba[int(rgba.shape[0] - y), int(x)] / 255)
+
+
+def test_zero_is_white_and_a_scale_without_negatives_is_one_sided(frac_model):
+    fig = viz.plot_qk_table(frac_model, 1, 0)
+    ax = fig.axes[0]
+    norm = ax.images[0].norm
+    assert not isinstance(norm, TwoSlopeNorm) and (norm.vmin, norm.vmax) == (0.0, 8.0)
+    block = frac_model.weights.layers[1].heads[0]
+    one, index_0 = block.query.index(ONE), [str(d) for d in block.key].index("indices:0")
+    assert block.w_qk[one, index_0] == 0 and _pixel(fig, ax, one, index_0) == "#ffffff"
+    assert _pixel(fig, ax, one, 0) != "#ffffff"  # one's row, BOS key: 1
+    assert fig.axes[1].get_ylim() == (0.0, 8.0)  # the colour bar starts at 0
+
+    fig = viz.plot_attention(frac_model, ["a", "b"], 1, 0)
+    ax = fig.axes[0]
+    assert (ax.images[0].norm.vmin, ax.images[0].norm.vmax) == (0.0, 1.0)
+    assert _pixel(fig, ax, 1, 2) == "#ffffff"  # query 1 does not attend key 2
+    assert _pixel(fig, ax, 2, 1) != "#ffffff"
+
+
+def test_values_of_both_signs_get_a_diverging_scale_white_at_zero():
+    signed = rasp.numerical(rasp.Map(lambda t: -1 if t == "a" else 2, rasp.tokens)).named("signed")
+    model = rasp_lab.compile(signed, {"a", "b"}, 3)
+    fig = viz.plot_residual(model, ["a", "b"], layer="layer_0/mlp")
+    ax = fig.axes[0]
+    norm = ax.images[0].norm
+    assert isinstance(norm, TwoSlopeNorm) and (norm.vmin, norm.vcenter, norm.vmax) == (-2.0, 0.0, 2.0)
+    column = model.residual_labels.index("signed")
+    np.testing.assert_allclose(ax.images[0].get_array()[:, column], [0, -1, 2], atol=1e-6)
+    red, green, blue = (int(_pixel(fig, ax, 1, column)[i : i + 2], 16) for i in (1, 3, 5))
+    assert blue > red  # -1: blue
+    red, green, blue = (int(_pixel(fig, ax, 2, column)[i : i + 2], 16) for i in (1, 3, 5))
+    assert red > blue  # 2: red
+    assert _pixel(fig, ax, 0, column) == "#ffffff"  # BOS: 0
+
+
+def test_colour_scale_sides():
+    cmap, norm = viz._colour_scale(np.array([-3.0, -1.0, 0.0]))
+    assert cmap is viz.NEGATIVE and (norm.vmin, norm.vmax) == (-3.0, 0.0)
+    cmap, norm = viz._colour_scale(np.array([2.0, -1e-9, 0.0]))  # float32 noise is no sign
+    assert cmap is viz.POSITIVE and (norm.vmin, norm.vmax) == (0.0, 2.0)
+    cmap, norm = viz._colour_scale(np.zeros(4))
+    assert cmap is viz.POSITIVE and (norm.vmin, norm.vmax) == (0.0, 1.0)
+    for scale in (viz.DIVERGING, viz.POSITIVE, viz.NEGATIVE, viz.ATTENTION):
+        zero = 0.5 if scale is viz.DIVERGING else 1.0 if scale is viz.NEGATIVE else 0.0
+        assert to_hex(scale(zero)) == "#ffffff", scale.name
 
 
 # ---------------------------------------------------------------------------- composition growth
