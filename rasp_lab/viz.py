@@ -566,8 +566,9 @@ def _head_title(layer: int, index: int, block: HeadBlock) -> str:
     )
 
 
-def _token_labels(model: CompiledModel, tokens: Sequence[Any]) -> list[str]:
-    return [str(model.input_encoder.bos_token)] + [str(t) for t in tokens]
+def _position_labels(model: CompiledModel, tokens: Sequence[Any]) -> list[str]:
+    """'0 BOS', '1 a', ...: a repeated token still names one row or column."""
+    return [f"{i} {t}" for i, t in enumerate([model.input_encoder.bos_token, *tokens])]
 
 
 def plot_attention(
@@ -581,19 +582,20 @@ def plot_attention(
 ) -> Figure:
     """Head `head` (an index, or the label of the SOp it computes) of `layer`: its attention
     pattern on `tokens` (given without BOS), queries down, keys across, both labelled with
-    the tokens, BOS first; weights written in the cells. Returns the Figure."""
+    position and token ('0 BOS', '1 a', ...); weights written in the cells, weight 0 white.
+    Returns the Figure."""
     index, block = _head(model, layer, head)
     tokens = list(tokens)
     out = model.apply([model.input_encoder.bos_token, *tokens])
     pattern = np.asarray(out.attention[layer][index], dtype=float)  # [query, key]
-    labels = _token_labels(model, tokens)
+    labels = _position_labels(model, tokens)
     n = len(labels)
     title = _head_title(layer, index, block)
     cell, tick_size = (0.45, 9.0) if n <= 10 else (0.3, 7.0)
-    rotate = max(map(len, labels)) > 3
     # Lay out in inches: labels measured, then the pattern, the colour bar and the title placed.
     fig = _new_figure(1.0, 1.0, dpi)
     left = 0.45 + _text_width(fig, labels, tick_size) + 0.15
+    rotate = _text_width(fig, labels, tick_size) > cell - 0.05  # key labels side by side if they fit
     key_labels = _text_width(fig, labels, tick_size) if rotate else tick_size * 1.3 / 72
     above = 0.1 + key_labels + 0.35  # top tick labels, then the x label
     title_room = 0.55
@@ -613,8 +615,8 @@ def plot_attention(
     ax.xaxis.set_label_position("top")
     ax.set_xticks(range(n), labels=labels, rotation=90 if rotate else 0, fontsize=tick_size)
     ax.set_yticks(range(n), labels=labels, fontsize=tick_size)
-    ax.set_xlabel("key (position 0 = BOS)")
-    ax.set_ylabel("query")
+    ax.set_xlabel("key (position, token)")
+    ax.set_ylabel("query (position, token)")
     if n <= 16:
         for q in range(n):
             for k in range(n):
@@ -775,7 +777,7 @@ def plot_residual(
     dpi: float = DPI,
 ) -> Figure:
     """The residual stream on `tokens` (given without BOS) as labelled heatmaps: rows are
-    positions (the tokens, BOS first), columns the residual directions (`sop:value`), one
+    positions ('0 BOS', '1 a', ...), columns the residual directions (`sop:value`), one
     panel per block ('embed', then 'layer_l/attn', 'layer_l/mlp'), each showing the stream
     after that block. `layer`: an int keeps that layer's two panels, a block name just
     that panel, None all of them. One colour scale for all panels; entries other than 0
@@ -796,7 +798,7 @@ def plot_residual(
             f"layer {layer!r} out of range: the model has layers 0..{len(model.weights.layers) - 1}"
         )
     labels = list(out.residual_labels)
-    rows = _token_labels(model, tokens)
+    rows = _position_labels(model, tokens)
     data = [np.asarray(out.stream[name], dtype=float) for name in chosen]  # each [seq, d_model]
     cmap, norm = _colour_scale(np.concatenate([d.ravel() for d in data]))  # one scale for every panel
     tick_size, cell = 7.0, 0.2

@@ -185,10 +185,11 @@ def test_attention_shows_the_heads_pattern(frac_model, tmp_path):
     _png(path)
     texts = _texts(fig)
     head = frac_model.weights.layers[1].heads[0]
-    _has(texts, "BOS", "a", "b", "frac_a \u2190 prevs", "coldness", "leak", f"{head.coldness:.2f}", "key", "query")
+    _has(texts, "frac_a \u2190 prevs", "coldness", "leak", f"{head.coldness:.2f}")
+    _has(texts, "key (position, token)", "query (position, token)")
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["BOS", *tokens]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["BOS", *tokens]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0 BOS", "1 a", "2 b", "3 b"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0 BOS", "1 a", "2 b", "3 b"]
     drawn = np.asarray(ax.images[0].get_array())
     expected = frac_model.apply(["BOS", *tokens]).attention[1][0]
     np.testing.assert_allclose(drawn, expected)
@@ -240,7 +241,7 @@ def test_qk_table_of_a_selector_width_head(hist_model, tmp_path):
     _png(path)
     _has(_texts(fig), "tokens:<s>", "hist \u2190 same_tok")
     fig = viz.plot_attention(hist_model, ["a", "b", "a"], 0, 0, None)
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["<s>", "a", "b", "a"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0 <s>", "1 a", "2 b", "3 a"]
 
 
 # ---------------------------------------------------------------------------- residual stream
@@ -260,7 +261,7 @@ def test_residual_has_a_panel_per_block(frac_model, tmp_path):
     assert len(panels) == len(blocks)
     for ax, name in zip(panels, blocks):
         assert ax.get_title(loc="left").startswith(name)
-        assert [t.get_text() for t in ax.get_yticklabels()] == ["BOS", *tokens]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["0 BOS", "1 a", "2 b"]
         np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), out.stream[name])
     assert [t.get_text() for t in panels[-1].get_xticklabels()] == frac_model.residual_labels
 
