@@ -756,16 +756,26 @@ def plot_qk_table(
 # ---------------------------------------------------------------------------- residual stream
 
 
-def _block_caption(model: CompiledModel, name: str) -> str:
+def _block_writes(model: CompiledModel, name: str) -> list[str]:
+    """What block `name` ('embed', 'layer_l/attn', 'layer_l/mlp') writes to the stream."""
     if name == "embed":
-        return "embed: tokens, indices, one"
+        return ["tokens", "indices", "one"]
     layer_text, part = name.split("/")
     lw = model.weights.layers[int(layer_text.removeprefix("layer_"))]
     if part == "attn":
-        written = [f"{h.label} \u2190 {h.selector}" for h in lw.heads]
-    else:
-        written = [m.label for m in lw.mlps]
-    return f"{name}: " + (", ".join(written) if written else "(nothing)")
+        return [f"{h.label} \u2190 {h.selector}" for h in lw.heads]
+    return [m.label for m in lw.mlps]
+
+
+def _block_caption(model: CompiledModel, name: str) -> str:
+    written = _block_writes(model, name)
+    return f"{name}: " + (", ".join(written) if written else "writes nothing (the stream as before)")
+
+
+def _cell_number(value: float) -> str:
+    """Two significant digits without a leading zero ('.67', '-.5', '12'): short enough for a cell."""
+    text = f"{value:.2g}"
+    return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
 
 
 def plot_residual(
@@ -779,9 +789,12 @@ def plot_residual(
     """The residual stream on `tokens` (given without BOS) as labelled heatmaps: rows are
     positions ('0 BOS', '1 a', ...), columns the residual directions (`sop:value`), one
     panel per block ('embed', then 'layer_l/attn', 'layer_l/mlp'), each showing the stream
-    after that block. `layer`: an int keeps that layer's two panels, a block name just
-    that panel, None all of them. One colour scale for all panels; entries other than 0
-    and 1 (numerical values, averages) are written in their cells. Returns the Figure."""
+    after that block. A block that writes nothing (a layer without heads or without MLPs)
+    gets no panel, which would repeat the one before, unless it is all that was asked for.
+    `layer`: an int keeps that layer's panels, a block name just that panel, None all of
+    them. One colour scale for all panels, 0 white; entries other than 0 and 1 (numerical
+    values, averages) are written in their cells, the cells widened to fit them. Returns
+    the Figure."""
     tokens = list(tokens)
     out = model.apply([model.input_encoder.bos_token, *tokens])
     names = list(out.stream)
@@ -797,21 +810,28 @@ def plot_residual(
         raise ValueError(
             f"layer {layer!r} out of range: the model has layers 0..{len(model.weights.layers) - 1}"
         )
+    chosen = [name for name in chosen if _block_writes(model, name)] or chosen[-1:]
     labels = list(out.residual_labels)
     rows = _position_labels(model, tokens)
     data = [np.asarray(out.stream[name], dtype=float) for name in chosen]  # each [seq, d_model]
     cmap, norm = _colour_scale(np.concatenate([d.ravel() for d in data]))  # one scale for every panel
-    tick_size, cell = 7.0, 0.2
+    tick_size, caption_size, number_size, cell_height = 8.0, 9.0, 7.0, 0.22
+    numbers = []  # per panel: (row, column, text) of each entry that is not 0 or 1
+    for values in data:
+        odd = np.argwhere((np.abs(values) > 0.005) & (np.abs(values - 1) > 0.005))
+        numbers.append([(r, c, _cell_number(values[r, c])) for r, c in odd] if len(odd) <= 400 else [])
     # Everything below in inches, then turned into figure fractions.
     fig = _new_figure(1.0, 1.0, dpi)
-    left = 0.35 + _text_width(fig, rows, tick_size)
+    widest_number = _text_width(fig, [text for panel in numbers for _, _, text in panel], number_size)
+    cell_width = max(cell_height, widest_number + 0.06)
+    left = 0.5 + _text_width(fig, rows, tick_size)  # the y label, then the tick labels
     below = 0.12 + _text_width(fig, labels, tick_size) + 0.3  # rotated tick labels, then the x label
-    title_room, gap, top, right = 0.3, 0.12, 0.45, 1.3
-    panel = len(rows) * cell
-    plot_width = len(labels) * cell
+    title_room, gap, top, right = 0.32, 0.12, 0.45, 1.3
+    panel = len(rows) * cell_height
+    plot_width = len(labels) * cell_width
     captions = [_block_caption(model, name) for name in chosen]
     title = f"residual stream of {_model_name(model)!r} on {tokens}"
-    beside = max(plot_width, _text_width(fig, captions, 8))  # the colour bar goes right of this
+    beside = max(plot_width, _text_width(fig, captions, caption_size))  # the colour bar goes right of this
     width = max(left + beside + right, _text_width(fig, [title], 10) + 0.5)
     left += (width - (left + beside + right)) / 2  # centred under a wider title
     height = top + len(chosen) * (title_room + panel) + (len(chosen) - 1) * gap + below
@@ -819,7 +839,7 @@ def plot_residual(
     directions = model.layout.directions
     axes, image = [], None
     y = height - top
-    for caption, values in zip(captions, data):
+    for caption, values, written in zip(captions, data, numbers):
         y -= title_room + panel
         ax = fig.add_axes(
             (left / width, y / height, plot_width / width, panel / height), sharex=axes[0] if axes else None
@@ -832,21 +852,19 @@ def plot_residual(
             interpolation="nearest",
         )
         ax.set_yticks(range(len(rows)), labels=rows, fontsize=tick_size)
-        ax.set_title(caption, fontsize=8, loc="left", pad=3)
+        ax.set_title(caption, fontsize=caption_size, loc="left", pad=3)
         for x in _block_edges(directions):
             ax.axvline(x, color="black", linewidth=0.5)
-        odd = np.argwhere((np.abs(values) > 0.005) & (np.abs(values - 1) > 0.005))  # not 0, not one-hot 1
-        if len(odd) <= 400:
-            for r, c in odd:
-                ax.text(
-                    c,
-                    r,
-                    f"{values[r, c]:.2g}",
-                    ha="center",
-                    va="center",
-                    fontsize=4.5,
-                    color="white" if _dark(values[r, c], norm) else "black",
-                )
+        for r, c, text in written:
+            ax.text(
+                c,
+                r,
+                text,
+                ha="center",
+                va="center",
+                fontsize=number_size,
+                color="white" if _dark(values[r, c], norm) else "black",
+            )
         ax.tick_params(axis="x", bottom=False, labelbottom=False)
         axes.append(ax)
         y -= gap
@@ -856,6 +874,15 @@ def plot_residual(
     last.set_xlabel("residual direction")
     fig.text(0.5, 1 - 0.25 / height, title, ha="center", va="center", fontsize=10)
     span_top, span_bottom = height - top - title_room, y + gap
+    fig.text(
+        (left - _text_width(fig, rows, tick_size) - 0.3) / width,
+        (span_top + span_bottom) / 2 / height,
+        "position, token",
+        rotation=90,
+        ha="center",
+        va="center",
+        fontsize=10,
+    )
     bar_height = min(span_top - span_bottom, 3.0)
     bar_bottom = (span_top + span_bottom - bar_height) / 2
     bar = fig.add_axes(

@@ -247,31 +247,54 @@ def test_qk_table_of_a_selector_width_head(hist_model, tmp_path):
 # ---------------------------------------------------------------------------- residual stream
 
 
-def test_residual_has_a_panel_per_block(frac_model, tmp_path):
+def test_residual_has_a_panel_per_block_that_writes(frac_model, tmp_path):
+    """Layer 0 has no head and layer 1 no MLP: their streams would repeat the panel before."""
     path = tmp_path / "residual.png"
     tokens = ["a", "b"]
     fig = viz.plot_residual(frac_model, tokens, path)
     _png(path)
     out = frac_model.apply(["BOS", *tokens])
-    blocks = list(out.stream)
-    assert blocks == ["embed", "layer_0/attn", "layer_0/mlp", "layer_1/attn", "layer_1/mlp"]
+    assert list(out.stream) == ["embed", "layer_0/attn", "layer_0/mlp", "layer_1/attn", "layer_1/mlp"]
+    blocks = ["embed", "layer_0/mlp", "layer_1/attn"]
     texts = _texts(fig)
-    _has(texts, "tokens:a", "tokens:b", "indices:0", "is_a", "frac_a", "BOS", *blocks, "frac_a \u2190 prevs")
+    _has(texts, "tokens:a", "tokens:b", "indices:0", "is_a", "frac_a", "0 BOS", "position, token")
+    _has(texts, *blocks, "frac_a \u2190 prevs")
+    assert not any("nothing" in t for t in texts)
     panels = [ax for ax in fig.axes if ax.images]
-    assert len(panels) == len(blocks)
+    assert [ax.get_title(loc="left").split(":")[0] for ax in panels] == blocks
     for ax, name in zip(panels, blocks):
-        assert ax.get_title(loc="left").startswith(name)
         assert [t.get_text() for t in ax.get_yticklabels()] == ["0 BOS", "1 a", "2 b"]
         np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), out.stream[name])
     assert [t.get_text() for t in panels[-1].get_xticklabels()] == frac_model.residual_labels
 
 
+def test_residual_labels_are_readable(frac_model):
+    """Every text at 7 pt or more; the numbers written in cells fit inside them."""
+    fig = viz.plot_residual(frac_model, ["a", "b"])
+    fig.canvas.draw()  # tick labels are filled in at draw time
+    texts = [t for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+    assert len(texts) > 30
+    small = {t.get_text(): t.get_fontsize() for t in texts if t.get_fontsize() < 7}
+    assert not small, small
+    panel = [ax for ax in fig.axes if ax.images][-1]
+    numbers = panel.texts
+    assert [t.get_text() for t in numbers] == [".5"]  # frac_a at position 2: 1/2
+    column = frac_model.residual_labels.index("frac_a")
+    left, right = panel.transData.transform([(column - 0.5, 0), (column + 0.5, 0)])[:, 0]
+    box = numbers[0].get_window_extent(fig.canvas.get_renderer())
+    assert left < box.x0 and box.x1 < right
+
+
 def test_residual_of_one_layer_or_block(frac_model, tmp_path):
     fig = viz.plot_residual(frac_model, ["b"], tmp_path / "layer1.png", layer=1)
     _png(tmp_path / "layer1.png")
-    assert [ax.get_title(loc="left").split(":")[0] for ax in fig.axes if ax.images] == ["layer_1/attn", "layer_1/mlp"]
+    assert [ax.get_title(loc="left").split(":")[0] for ax in fig.axes if ax.images] == ["layer_1/attn"]
     fig = viz.plot_residual(frac_model, ["b"], None, layer="embed")
     assert [ax.get_title(loc="left").split(":")[0] for ax in fig.axes if ax.images] == ["embed"]
+    # asked for by name, a block that writes nothing still gets its panel, and says so
+    fig = viz.plot_residual(frac_model, ["b"], None, layer="layer_1/mlp")
+    titles = [ax.get_title(loc="left") for ax in fig.axes if ax.images]
+    assert titles == ["layer_1/mlp: writes nothing (the stream as before)"]
     with pytest.raises(ValueError, match="out of range"):
         viz.plot_residual(frac_model, ["b"], None, layer=2)
     with pytest.raises(ValueError, match="no block"):
