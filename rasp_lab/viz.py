@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 try:
@@ -192,19 +193,83 @@ def _model_name(model: CompiledModel) -> str:
     return name if isinstance(name, str) else model.program.label
 
 
-def _program_graph(program_or_model: rasp.SOp | CompiledModel) -> tuple[ProgramGraph, CompiledModel | None]:
+@dataclass(frozen=True)
+class _Wiring:
+    """The nodes and edges the graph pictures draw, whatever they were read from."""
+
+    output: str
+    graph: nx.DiGraph  # an edge child -> parent for every use
+    order: tuple[str, ...]  # children first
+    kinds: Mapping[str, str]
+    selectors: frozenset[str]
+
+
+def _program_wiring(graph: ProgramGraph) -> _Wiring:
+    return _Wiring(
+        output=graph.output.label,
+        graph=graph.graph,
+        order=graph.order,
+        kinds={label: _kind(expr) for label, expr in graph.nodes.items()},
+        selectors=frozenset(label for label, expr in graph.nodes.items() if isinstance(expr, rasp.Selector)),
+    )
+
+
+def _weights_wiring(model: CompiledModel) -> _Wiring:
+    """A loaded model's graph, read from its weights: a head's query and key SOps feed its
+    selector, which with its value SOps feeds the SOp it writes; an MLP's inputs feed its
+    output. The compiler's own directions (one, BOS, scratch) are no nodes. This is the
+    compiled graph, edge for edge (a test checks), except that a composed selector (&, |,
+    ~) shows as the one selector its head evaluates, reading what the head reads."""
+    sops = model.layout.sops
+    graph = nx.DiGraph()
+    kinds: dict[str, str] = {}
+
+    def sop_kind(label: str, kind: str) -> str:
+        numerical = label in sops and sops[label].encoding is rasp.Encoding.NUMERICAL
+        return kind + (", numerical" if numerical else "")
+
+    def read(directions: Sequence[Direction]) -> list[str]:
+        return list(dict.fromkeys(d.name for d in directions if not d.internal))
+
+    for label, location in sops.items():
+        if location.head_layer is None and location.mlp_layer is None:
+            graph.add_node(label)
+            kinds[label] = "input" if label in ("tokens", "indices") else sop_kind(label, "embedded")
+    selectors = set()
+    for lw in model.weights.layers:
+        for head in lw.heads:
+            reads = read(head.query) + read(head.key)
+            if head.selector in sops or head.selector == head.label:  # no selector of its own (length)
+                graph.add_edges_from((source, head.label) for source in reads)
+            else:
+                selectors.add(head.selector)
+                kinds[head.selector] = "selector"
+                graph.add_edges_from((source, head.selector) for source in reads)
+                graph.add_edge(head.selector, head.label)
+            graph.add_edges_from((source, head.label) for source in read(head.value))
+            kinds.setdefault(head.label, sop_kind(head.label, "head"))
+        for mlp in lw.mlps:
+            graph.add_node(mlp.label)
+            graph.add_edges_from((source, mlp.label) for source in read(mlp.inputs))
+            kinds[mlp.label] = sop_kind(mlp.label, mlp.kind)  # a SelectorWidth's MLP names it
+    unread = [label for label in graph.nodes if kinds.get(label) == "input" and not graph.out_degree(label)]
+    graph.remove_nodes_from(unread)  # the embedding writes tokens and indices whether used or not
+    for label in graph.nodes:
+        kinds.setdefault(label, sop_kind(label, "SOp"))
+    added = {label: i for i, label in enumerate(graph.nodes)}
+    order = tuple(nx.lexicographical_topological_sort(graph, key=added.__getitem__))
+    return _Wiring(model.output_location.label, graph, order, kinds, frozenset(selectors))
+
+
+def _program_graph(program_or_model: rasp.SOp | CompiledModel) -> tuple[_Wiring, CompiledModel | None]:
     if isinstance(program_or_model, CompiledModel):
-        try:
-            sets = program_or_model.value_sets
-        except AttributeError:  # a model loaded from a file: weights, no program
-            raise ValueError(
-                f"{program_or_model!r} holds no RASP program (it was loaded from a file), so it has no "
-                f"program graph: pass the program, or a model compiled from it in this process"
-            ) from None
+        if program_or_model.is_loaded:  # weights, no program
+            return _weights_wiring(program_or_model), program_or_model
+        sets = program_or_model.value_sets
         graph = sets.graph if sets.graph is not None else build_graph(program_or_model.program)
-        return graph, program_or_model
+        return _program_wiring(graph), program_or_model
     if isinstance(program_or_model, rasp.RASPExpr):
-        return build_graph(program_or_model), None
+        return _program_wiring(build_graph(program_or_model)), None
     raise TypeError(
         f"expected a RASP program (an SOp) or a CompiledModel, got {type(program_or_model).__name__} {program_or_model!r}"
     )
@@ -213,7 +278,8 @@ def _program_graph(program_or_model: rasp.SOp | CompiledModel) -> tuple[ProgramG
 def graph_layers(program_or_model: rasp.SOp | CompiledModel) -> dict[str, NodeStage]:
     """label -> NodeStage for every node of the graph drawn by plot_program_graph and
     program_graph_dot. For a CompiledModel that is the compiled graph (with any product SOps
-    the compiler added), each SOp at the layer that computes it (`model.layout.sops`);
+    the compiler added; for a model loaded from a file, which holds no program, the graph
+    its weights wire), each SOp at the layer that computes it (`model.layout.sops`);
     for a program, each node at its depth (longest path from tokens / indices)."""
     graph, model = _program_graph(program_or_model)
     if model is not None:
@@ -224,17 +290,17 @@ def graph_layers(program_or_model: rasp.SOp | CompiledModel) -> dict[str, NodeSt
     return {
         label: NodeStage(
             label=label,
-            kind=_kind(graph.nodes[label]),
+            kind=graph.kinds[label],
             layer=depth[label],
             column=depth[label],
-            caption=f"{_kind(graph.nodes[label])} · depth {depth[label]}",
-            is_selector=isinstance(graph.nodes[label], rasp.Selector),
+            caption=f"{graph.kinds[label]} · depth {depth[label]}",
+            is_selector=label in graph.selectors,
         )
         for label in graph.order
     }
 
 
-def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeStage]:
+def _model_stages(graph: _Wiring, model: CompiledModel) -> dict[str, NodeStage]:
     """Stages on a half-integer scale: embedding 0, layer l's heads 2l + 1, its MLPs 2l + 2,
     selectors evaluated by layer l's heads strictly between 2l and 2l + 1 (nested ones
     further left), then squeezed into consecutive columns."""
@@ -254,7 +320,7 @@ def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeSt
             where[label] = (2 * layer + 1, layer, f"L{layer} attn")
         else:
             where[label] = (0, None, "embedding")
-    selectors = [label for label in graph.order if isinstance(graph.nodes[label], rasp.Selector)]
+    selectors = [label for label in graph.order if label in graph.selectors]
     height: dict[str, int] = {}
     for label in selectors:  # graph.order lists children first
         inner = [height[c] + 1 for c in g.predecessors(label) if c in height]
@@ -281,11 +347,9 @@ def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeSt
     out = {}
     for label in graph.order:
         stage, layer, part = where[label]
-        kind = _kind(graph.nodes[label])
+        kind = graph.kinds[label]
         caption = kind if part == "embedding" and kind == "input" else f"{kind} · {part}" if part else kind
-        out[label] = NodeStage(
-            label, kind, layer, columns[stage], caption, isinstance(graph.nodes[label], rasp.Selector)
-        )
+        out[label] = NodeStage(label, kind, layer, columns[stage], caption, label in graph.selectors)
     return out
 
 
@@ -293,7 +357,7 @@ _Slot = str | tuple  # a node label, or ("via", source, column): a waypoint of t
 
 
 def _routes(
-    graph: ProgramGraph, stages: Mapping[str, NodeStage]
+    graph: _Wiring, stages: Mapping[str, NodeStage]
 ) -> tuple[list[list[_Slot]], dict[tuple[str, str], list[_Slot]]]:
     """Columns of slots, ordered to reduce crossings, and each edge's chain of slots.
 
@@ -361,7 +425,9 @@ def plot_program_graph(
 ) -> Figure:
     """The program's computation graph, left to right (saved to `path` if given).
 
-    Given a CompiledModel: the compiled graph (see graph_layers), one column per stage
+    Given a CompiledModel: the compiled graph (see graph_layers; for a model loaded from a
+    file, the graph its weights wire, its selectors named as the heads record them, its
+    nodes captioned with the compiler's block kinds), one column per stage
     (embedding; per layer its selectors, heads, MLPs), every node filled with its layer's
     colour (the embedding grey) and captioned with its kind and where it is computed.
     Given a program: one column per depth, coloured by depth. Selectors have dashed
@@ -374,12 +440,13 @@ def plot_program_graph(
     node_height, via_height = 0.62, 0.22
     legend = _legend_entries(stages, compiled)
     if title is None:
-        output = _model_name(model) if compiled else graph.output.label
+        output = _model_name(model) if compiled else graph.output
         if compiled:
             n = len(model.weights.layers)
-            title = (
-                f"{output!r} compiled: {n} layer{'s' if n != 1 else ''}, residual width {model.layout.width}"
-            )
+            how = "loaded" if model.is_loaded else "compiled"
+            title = f"{output!r} {how}: {n} layer{'s' if n != 1 else ''}, residual width {model.layout.width}"
+            if model.is_loaded:
+                title += ", graph read from its weights"
         else:
             title = f"{output!r}: program graph, by depth"
 
@@ -507,7 +574,7 @@ def program_graph_dot(program_or_model: rasp.SOp | CompiledModel) -> str:
     graph, model = _program_graph(program_or_model)
     stages = graph_layers(program_or_model)
     lines = [
-        f"digraph {_dot_quote(graph.output.label)} {{",
+        f"digraph {_dot_quote(graph.output)} {{",
         "  rankdir=LR;",
         '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
         '  edge [color="#555555"];',

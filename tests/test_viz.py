@@ -18,6 +18,7 @@ from rasp_lab.programs import registry
 import rasp_lab
 from rasp_lab import rasp, viz
 from rasp_lab.compiler.basis import ONE
+from rasp_lab.export import from_arrays, to_arrays
 from rasp_lab.selectors import analyze
 
 matplotlib.use("Agg")  # viz draws on Agg canvases itself; this keeps pyplot (used below) headless too
@@ -453,8 +454,9 @@ def test_all_lists_every_public_function_and_class():
     assert len(viz.__all__) == len(set(viz.__all__))
 
 
-def test_a_loaded_model_draws_all_but_its_graph(frac_model, tmp_path):
-    """A model loaded from a file has weights and layout but no program."""
+def test_a_loaded_model_draws_everything(frac_model, tmp_path):
+    """A model loaded from a file has weights and layout but no program: its graph is read
+    from the weights."""
     loaded = rasp_lab.load(frac_model.save(tmp_path / "frac.npz"))
     fig = viz.plot_residual(loaded, ["a", "b"], tmp_path / "residual.png")
     _png(tmp_path / "residual.png")
@@ -462,5 +464,35 @@ def test_a_loaded_model_draws_all_but_its_graph(frac_model, tmp_path):
     viz.plot_attention(loaded, ["a", "b"], 1, "frac_a", tmp_path / "attention.png")
     _png(tmp_path / "attention.png")
     np.testing.assert_array_equal(viz.qk_selected(loaded, 1, 0), viz.qk_selected(frac_model, 1, 0))
-    with pytest.raises(ValueError, match="no program graph"):
-        viz.plot_program_graph(loaded, tmp_path / "graph.png")
+    fig = viz.plot_program_graph(loaded, tmp_path / "graph.png")
+    _png(tmp_path / "graph.png")
+    texts = _texts(fig)
+    _has(texts, "'frac_a' loaded: 2 layers", "graph read from its weights", "selector · L1 head")
+    nodes = {t.get_gid() for t in fig.findobj(Text) if t.get_gid()}
+    assert nodes == {"tokens", "indices", "is_a", "prevs", "frac_a"}
+    arrows = [p for p in fig.axes[0].patches if type(p).__name__ == "FancyArrowPatch"]
+    assert len(arrows) == 4
+    assert viz.program_graph_dot(loaded).count("->") == 4
+
+
+def _composes(stages) -> bool:
+    return any(s.kind in ("SelectorAnd", "SelectorOr", "SelectorNot") for s in stages.values())
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_a_loaded_models_graph_is_the_compiled_graph(name):
+    """Edge for edge and stage for stage; a composed selector shows as its head's one selector."""
+    entry = registry.get(name)
+    model = rasp_lab.compile(entry.build(), entry.vocab, entry.max_seq_len, causal=entry.causal)
+    loaded = from_arrays(*to_arrays(model))
+    compiled, read = viz.graph_layers(model), viz.graph_layers(loaded)
+    if not _composes(compiled):
+        assert {k: (s.layer, s.column, s.is_selector) for k, s in read.items()} == {
+            k: (s.layer, s.column, s.is_selector) for k, s in compiled.items()
+        }
+        edges = [line for line in viz.program_graph_dot(model).splitlines() if "->" in line]
+        assert sorted(line for line in viz.program_graph_dot(loaded).splitlines() if "->" in line) == sorted(edges)
+    sops = {k: s.layer for k, s in compiled.items() if not s.is_selector}
+    assert {k: s.layer for k, s in read.items() if not s.is_selector} == sops
+    heads = {h.selector for lw in loaded.weights.layers for h in lw.heads}
+    assert {k for k, s in read.items() if s.is_selector} == heads - set(sops)
