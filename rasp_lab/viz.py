@@ -695,7 +695,7 @@ def plot_attention(
                         f"{value:.2f}".lstrip("0") if value < 0.995 else "1",
                         ha="center",
                         va="center",
-                        fontsize=8 if n <= 10 else 6,
+                        fontsize=8 if n <= 10 else 7,
                         color="white" if value > 0.6 else "black",
                     )
     fig.text(0.5, 1 - title_room / 2 / height, title, ha="center", va="center", fontsize=9)

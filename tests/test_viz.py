@@ -199,6 +199,17 @@ def test_attention_shows_the_heads_pattern(frac_model, tmp_path):
     np.testing.assert_allclose(np.asarray(again.axes[0].images[0].get_array()), expected)
 
 
+def test_a_long_inputs_attention_stays_readable():
+    """Past 10 positions the cells shrink, but no text goes below 7 pt."""
+    model = rasp_lab.compile(_frac_program(), {"a", "b"}, 12)
+    fig = viz.plot_attention(model, list("abbabaabbab"), 1, 0)
+    fig.canvas.draw()
+    texts = [t for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+    assert ".09" in [t.get_text() for t in texts]  # query 11 attends keys 1..11: 1/11 each
+    small = {t.get_text(): t.get_fontsize() for t in texts if t.get_fontsize() < 7}
+    assert not small, small
+
+
 def test_attention_errors_name_the_heads(frac_model):
     with pytest.raises(ValueError, match="layer 0 has no attention heads"):
         viz.plot_attention(frac_model, ["a"], 0, 0, None)
