@@ -469,8 +469,6 @@ def _plot(args: argparse.Namespace) -> int:
     viz = _viz()
     out = args.out or f"{args.kind}.png"
     if args.kind == "graph":
-        if _is_model_file(args.program):
-            raise UsageError("a saved model holds no program graph: give a zoo program name")
         viz.plot_program_graph(_model_for(args.program), out)
     elif args.kind == "attention":
         model = _model_for(args.program)
@@ -608,7 +606,7 @@ def build_parser(prog: str = "rasp-lab") -> argparse.ArgumentParser:
         p.add_argument("--out", help=f"the image file to write (default: {name}.png)")
         return p
 
-    kind("graph", "the program's computation graph")
+    kind("graph", "the program's computation graph (a saved model's as its weights wire it)")
     kind("attention", "one head's attention pattern on an input", tokens=True, head=True)
     kind("qk", "one head's query-key table", head=True)
     kind("residual", "the residual stream on an input, by named direction", tokens=True, layer=True)

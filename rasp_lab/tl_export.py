@@ -1,7 +1,9 @@
 """Export a compiled model to TransformerLens (optional extra `tl`).
 
-    pip install torch==2.13.0          # or any CPU build of torch >= 2.1, first
+    pip install torch --index-url https://download.pytorch.org/whl/cpu   # CPU-only torch first
     pip install -e ".[tl]"             # torch >= 2.1, transformer-lens >= 2.0, < 4
+
+(torch from PyPI is the CUDA build; the extra adds about 1.4 GB and 67 packages even so.)
 
 `to_transformer_lens(model)` builds a `transformer_lens.HookedTransformer` from the Tracr
 attribute contract (`params`, `model_config`, `input_encoder`, `output_location`), as
@@ -40,8 +42,9 @@ from rasp_lab.circuit import ground_truth_circuit
 
 _INSTALL = (
     'install the TransformerLens extra: pip install "rasp-lab[tl]" (pip install -e ".[tl]" in a '
-    "checkout). Install a CPU build of torch first (e.g. pip install torch==2.13.0) on a machine "
-    "without a GPU: otherwise pip pulls the multi-GB CUDA build"
+    "checkout). Install torch from PyTorch's CPU wheel index first (pip install torch --index-url "
+    "https://download.pytorch.org/whl/cpu) on a machine without a GPU: from PyPI, pip pulls the "
+    "multi-GB CUDA build"
 )
 
 try:

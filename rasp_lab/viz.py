@@ -3,17 +3,24 @@
     from rasp_lab import viz
     viz.plot_program_graph(model, "graph.png")            # the computation graph, coloured by layer
     viz.plot_attention(model, ["a", "b"], 1, 0, "attn.png")  # one head's pattern on one input
-    viz.plot_qk_table(model, 1, 0, "qk.png")              # that head's QK table, selected cells marked
+    viz.plot_qk_table(model, 1, 0, "qk.png", dpi=300)     # that head's QK table, selected cells marked
     viz.plot_residual(model, ["a", "b"], "resid.png")     # the residual stream after every block
     viz.plot_composition_growth("growth.png")             # AND / OR head widths per encoding
+    fig = viz.plot_qk_table(model, 1, 0)                  # no path: just the Figure, for a notebook
     print(viz.program_graph_dot(model))                   # the graph as Graphviz DOT text
 
-Every `plot_*` function draws one matplotlib Figure, saves it to `path` (the format follows
-the file's suffix: PNG for `.png`; `path=None` skips saving) and returns it. Figures are
-built with matplotlib's object-oriented API on an Agg canvas, never through pyplot: nothing
-opens a window or needs a display, nothing is registered with pyplot, so nothing needs
-closing (a dropped figure is garbage-collected). To look at one interactively, display the
-returned Figure (Jupyter shows it inline) or open the saved file.
+Every `plot_*` function draws one matplotlib Figure and returns it; given a `path`, it also
+saves it there (the format follows the file's suffix: PNG for `.png`). `dpi` (default 150)
+is the figure's resolution, so it sets both the saved file's pixels per inch and the size a
+notebook shows it at. Figures are built with matplotlib's object-oriented API on an Agg
+canvas, never through pyplot: nothing opens a window or needs a display, nothing is
+registered with pyplot, so nothing needs closing (a dropped figure is garbage-collected).
+To look at one interactively, display the returned Figure (Jupyter shows it inline) or
+open the saved file.
+
+Every colour scale paints 0 white, so an empty cell reads as empty. A scale is one-sided
+(white to red from 0 up, attention white to blue) unless values of both signs occur; then
+it diverges around 0 (blue below, red above).
 
 `import rasp_lab` never imports matplotlib; importing this module without it raises an
 ImportError that says how to install it.
@@ -21,17 +28,20 @@ ImportError that says how to install it.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 try:
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap, TwoSlopeNorm
+    from matplotlib.colors import Colormap, LinearSegmentedColormap, Normalize, TwoSlopeNorm
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, Patch
     from matplotlib.path import Path
@@ -89,22 +99,58 @@ LAYER_COLOURS = (
 all light, so black labels stay readable."""
 
 DPI = 150
+"""Pixels per inch of every figure unless a plot is given `dpi=`."""
 
 
-def _soft_diverging() -> ListedColormap:
-    """RdBu_r without its darkest ends, so black marks and text stay visible on every cell."""
-    return ListedColormap(matplotlib.colormaps["RdBu_r"](np.linspace(0.12, 0.88, 256)), name="rasp_lab_qk")
+def _ramp(name: str, colours: Sequence[Any]) -> LinearSegmentedColormap:
+    """Colours spread evenly over [0, 1]; 257 entries, so a white middle entry sits exactly at 0.5."""
+    return LinearSegmentedColormap.from_list(name, list(colours), N=257)
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI)
+_RDBU = matplotlib.colormaps["RdBu_r"]
+_NEGATIVE = [_RDBU(0.12), _RDBU(0.3), "white"]  # RdBu_r without its darkest ends: black marks stay visible
+_POSITIVE = ["white", _RDBU(0.7), _RDBU(0.88)]
+DIVERGING = _ramp("rasp_lab_diverging", _NEGATIVE + _POSITIVE[1:])
+"""Blue below 0, white at 0, red above: for values of both signs (with a norm centred on 0)."""
+POSITIVE = _ramp("rasp_lab_positive", _POSITIVE)
+"""White at 0 to red: for values that are never negative."""
+NEGATIVE = _ramp("rasp_lab_negative", _NEGATIVE)
+"""Blue to white at 0: for values that are never positive."""
+ATTENTION = _ramp("rasp_lab_attention", ["white", *matplotlib.colormaps["Blues"](np.linspace(0.25, 1.0, 4))])
+"""White at weight 0 to dark blue at 1."""
+
+
+def _colour_scale(values: np.ndarray) -> tuple[Colormap, Normalize]:
+    """A colour map and norm that paint 0 white: one-sided (0 to the largest value, or the
+    smallest to 0) unless both signs occur, then diverging around 0. Float32 noise (below a
+    millionth of the largest magnitude) does not count as a sign."""
+    noise = 1e-6 * float(np.abs(values).max(initial=0.0))
+    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
+    negative, positive = low < -noise, high > noise
+    if negative and positive:
+        bound = max(-low, high)
+        return DIVERGING, TwoSlopeNorm(0.0, -bound, bound)
+    if negative:
+        return NEGATIVE, Normalize(low, 0.0)
+    return POSITIVE, Normalize(0.0, high if positive else 1.0)
+
+
+def _dark(value: float, norm: Normalize) -> bool:
+    """Whether a cell holding `value` is dark enough to need white text."""
+    return abs(value) > 0.75 * max(abs(norm.vmin), abs(norm.vmax))
+
+
+def _new_figure(width: float, height: float, dpi: float) -> Figure:
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not 0 < dpi < math.inf:
+        raise ValueError(f"dpi must be a positive number of pixels per inch, got {dpi!r}")
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)  # render with Agg whatever the session's backend or display
     return fig
 
 
 def _save(fig: Figure, path: PathLike) -> Figure:
     if path is not None:
-        fig.savefig(os.fspath(path), dpi=DPI)
+        fig.savefig(os.fspath(path), dpi=fig.dpi)
     return fig
 
 
@@ -147,19 +193,83 @@ def _model_name(model: CompiledModel) -> str:
     return name if isinstance(name, str) else model.program.label
 
 
-def _program_graph(program_or_model: rasp.SOp | CompiledModel) -> tuple[ProgramGraph, CompiledModel | None]:
+@dataclass(frozen=True)
+class _Wiring:
+    """The nodes and edges the graph pictures draw, whatever they were read from."""
+
+    output: str
+    graph: nx.DiGraph  # an edge child -> parent for every use
+    order: tuple[str, ...]  # children first
+    kinds: Mapping[str, str]
+    selectors: frozenset[str]
+
+
+def _program_wiring(graph: ProgramGraph) -> _Wiring:
+    return _Wiring(
+        output=graph.output.label,
+        graph=graph.graph,
+        order=graph.order,
+        kinds={label: _kind(expr) for label, expr in graph.nodes.items()},
+        selectors=frozenset(label for label, expr in graph.nodes.items() if isinstance(expr, rasp.Selector)),
+    )
+
+
+def _weights_wiring(model: CompiledModel) -> _Wiring:
+    """A loaded model's graph, read from its weights: a head's query and key SOps feed its
+    selector, which with its value SOps feeds the SOp it writes; an MLP's inputs feed its
+    output. The compiler's own directions (one, BOS, scratch) are no nodes. This is the
+    compiled graph, edge for edge (a test checks), except that a composed selector (&, |,
+    ~) shows as the one selector its head evaluates, reading what the head reads."""
+    sops = model.layout.sops
+    graph = nx.DiGraph()
+    kinds: dict[str, str] = {}
+
+    def sop_kind(label: str, kind: str) -> str:
+        numerical = label in sops and sops[label].encoding is rasp.Encoding.NUMERICAL
+        return kind + (", numerical" if numerical else "")
+
+    def read(directions: Sequence[Direction]) -> list[str]:
+        return list(dict.fromkeys(d.name for d in directions if not d.internal))
+
+    for label, location in sops.items():
+        if location.head_layer is None and location.mlp_layer is None:
+            graph.add_node(label)
+            kinds[label] = "input" if label in ("tokens", "indices") else sop_kind(label, "embedded")
+    selectors = set()
+    for lw in model.weights.layers:
+        for head in lw.heads:
+            reads = read(head.query) + read(head.key)
+            if head.selector in sops or head.selector == head.label:  # no selector of its own (length)
+                graph.add_edges_from((source, head.label) for source in reads)
+            else:
+                selectors.add(head.selector)
+                kinds[head.selector] = "selector"
+                graph.add_edges_from((source, head.selector) for source in reads)
+                graph.add_edge(head.selector, head.label)
+            graph.add_edges_from((source, head.label) for source in read(head.value))
+            kinds.setdefault(head.label, sop_kind(head.label, "head"))
+        for mlp in lw.mlps:
+            graph.add_node(mlp.label)
+            graph.add_edges_from((source, mlp.label) for source in read(mlp.inputs))
+            kinds[mlp.label] = sop_kind(mlp.label, mlp.kind)  # a SelectorWidth's MLP names it
+    unread = [label for label in graph.nodes if kinds.get(label) == "input" and not graph.out_degree(label)]
+    graph.remove_nodes_from(unread)  # the embedding writes tokens and indices whether used or not
+    for label in graph.nodes:
+        kinds.setdefault(label, sop_kind(label, "SOp"))
+    added = {label: i for i, label in enumerate(graph.nodes)}
+    order = tuple(nx.lexicographical_topological_sort(graph, key=added.__getitem__))
+    return _Wiring(model.output_location.label, graph, order, kinds, frozenset(selectors))
+
+
+def _program_graph(program_or_model: rasp.SOp | CompiledModel) -> tuple[_Wiring, CompiledModel | None]:
     if isinstance(program_or_model, CompiledModel):
-        try:
-            sets = program_or_model.value_sets
-        except AttributeError:  # a model loaded from a file: weights, no program
-            raise ValueError(
-                f"{program_or_model!r} holds no RASP program (it was loaded from a file), so it has no "
-                f"program graph: pass the program, or a model compiled from it in this process"
-            ) from None
+        if program_or_model.is_loaded:  # weights, no program
+            return _weights_wiring(program_or_model), program_or_model
+        sets = program_or_model.value_sets
         graph = sets.graph if sets.graph is not None else build_graph(program_or_model.program)
-        return graph, program_or_model
+        return _program_wiring(graph), program_or_model
     if isinstance(program_or_model, rasp.RASPExpr):
-        return build_graph(program_or_model), None
+        return _program_wiring(build_graph(program_or_model)), None
     raise TypeError(
         f"expected a RASP program (an SOp) or a CompiledModel, got {type(program_or_model).__name__} {program_or_model!r}"
     )
@@ -168,7 +278,8 @@ def _program_graph(program_or_model: rasp.SOp | CompiledModel) -> tuple[ProgramG
 def graph_layers(program_or_model: rasp.SOp | CompiledModel) -> dict[str, NodeStage]:
     """label -> NodeStage for every node of the graph drawn by plot_program_graph and
     program_graph_dot. For a CompiledModel that is the compiled graph (with any product SOps
-    the compiler added), each SOp at the layer that computes it (`model.layout.sops`);
+    the compiler added; for a model loaded from a file, which holds no program, the graph
+    its weights wire), each SOp at the layer that computes it (`model.layout.sops`);
     for a program, each node at its depth (longest path from tokens / indices)."""
     graph, model = _program_graph(program_or_model)
     if model is not None:
@@ -179,17 +290,17 @@ def graph_layers(program_or_model: rasp.SOp | CompiledModel) -> dict[str, NodeSt
     return {
         label: NodeStage(
             label=label,
-            kind=_kind(graph.nodes[label]),
+            kind=graph.kinds[label],
             layer=depth[label],
             column=depth[label],
-            caption=f"{_kind(graph.nodes[label])} · depth {depth[label]}",
-            is_selector=isinstance(graph.nodes[label], rasp.Selector),
+            caption=f"{graph.kinds[label]} · depth {depth[label]}",
+            is_selector=label in graph.selectors,
         )
         for label in graph.order
     }
 
 
-def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeStage]:
+def _model_stages(graph: _Wiring, model: CompiledModel) -> dict[str, NodeStage]:
     """Stages on a half-integer scale: embedding 0, layer l's heads 2l + 1, its MLPs 2l + 2,
     selectors evaluated by layer l's heads strictly between 2l and 2l + 1 (nested ones
     further left), then squeezed into consecutive columns."""
@@ -209,7 +320,7 @@ def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeSt
             where[label] = (2 * layer + 1, layer, f"L{layer} attn")
         else:
             where[label] = (0, None, "embedding")
-    selectors = [label for label in graph.order if isinstance(graph.nodes[label], rasp.Selector)]
+    selectors = [label for label in graph.order if label in graph.selectors]
     height: dict[str, int] = {}
     for label in selectors:  # graph.order lists children first
         inner = [height[c] + 1 for c in g.predecessors(label) if c in height]
@@ -236,11 +347,9 @@ def _model_stages(graph: ProgramGraph, model: CompiledModel) -> dict[str, NodeSt
     out = {}
     for label in graph.order:
         stage, layer, part = where[label]
-        kind = _kind(graph.nodes[label])
+        kind = graph.kinds[label]
         caption = kind if part == "embedding" and kind == "input" else f"{kind} · {part}" if part else kind
-        out[label] = NodeStage(
-            label, kind, layer, columns[stage], caption, isinstance(graph.nodes[label], rasp.Selector)
-        )
+        out[label] = NodeStage(label, kind, layer, columns[stage], caption, label in graph.selectors)
     return out
 
 
@@ -248,7 +357,7 @@ _Slot = str | tuple  # a node label, or ("via", source, column): a waypoint of t
 
 
 def _routes(
-    graph: ProgramGraph, stages: Mapping[str, NodeStage]
+    graph: _Wiring, stages: Mapping[str, NodeStage]
 ) -> tuple[list[list[_Slot]], dict[tuple[str, str], list[_Slot]]]:
     """Columns of slots, ordered to reduce crossings, and each edge's chain of slots.
 
@@ -308,11 +417,17 @@ def _legend_entries(stages: Mapping[str, NodeStage], compiled: bool) -> list[Pat
 
 
 def plot_program_graph(
-    program_or_model: rasp.SOp | CompiledModel, path: PathLike, *, title: str | None = None
+    program_or_model: rasp.SOp | CompiledModel,
+    path: PathLike = None,
+    *,
+    title: str | None = None,
+    dpi: float = DPI,
 ) -> Figure:
-    """The program's computation graph, left to right, saved to `path`.
+    """The program's computation graph, left to right (saved to `path` if given).
 
-    Given a CompiledModel: the compiled graph (see graph_layers), one column per stage
+    Given a CompiledModel: the compiled graph (see graph_layers; for a model loaded from a
+    file, the graph its weights wire, its selectors named as the heads record them, its
+    nodes captioned with the compiler's block kinds), one column per stage
     (embedding; per layer its selectors, heads, MLPs), every node filled with its layer's
     colour (the embedding grey) and captioned with its kind and where it is computed.
     Given a program: one column per depth, coloured by depth. Selectors have dashed
@@ -325,16 +440,17 @@ def plot_program_graph(
     node_height, via_height = 0.62, 0.22
     legend = _legend_entries(stages, compiled)
     if title is None:
-        output = _model_name(model) if compiled else graph.output.label
+        output = _model_name(model) if compiled else graph.output
         if compiled:
             n = len(model.weights.layers)
-            title = (
-                f"{output!r} compiled: {n} layer{'s' if n != 1 else ''}, residual width {model.layout.width}"
-            )
+            how = "loaded" if model.is_loaded else "compiled"
+            title = f"{output!r} {how}: {n} layer{'s' if n != 1 else ''}, residual width {model.layout.width}"
+            if model.is_loaded:
+                title += ", graph read from its weights"
         else:
             title = f"{output!r}: program graph, by depth"
 
-    fig = _new_figure(4.0, 3.0)  # resized once the texts are measured
+    fig = _new_figure(4.0, 3.0, dpi)  # resized once the texts are measured
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     renderer = fig.canvas.get_renderer()
@@ -355,11 +471,11 @@ def plot_program_graph(
             0, 0, stage.caption, ha="center", va="top", fontsize=caption_size, color="#444444", zorder=3
         )
         box_pad = pad * fontsize / 72
-        half[label] = texts[label].get_window_extent(renderer).width / DPI / 2 + box_pad
+        half[label] = texts[label].get_window_extent(renderer).width / fig.dpi / 2 + box_pad
     column_half = [
         max(
             [half[s] for s in col if isinstance(s, str)]
-            + [captions[s].get_window_extent(renderer).width / DPI / 2 for s in col if isinstance(s, str)]
+            + [captions[s].get_window_extent(renderer).width / fig.dpi / 2 for s in col if isinstance(s, str)]
             + [0.2]
         )
         for col in columns
@@ -458,7 +574,7 @@ def program_graph_dot(program_or_model: rasp.SOp | CompiledModel) -> str:
     graph, model = _program_graph(program_or_model)
     stages = graph_layers(program_or_model)
     lines = [
-        f"digraph {_dot_quote(graph.output.label)} {{",
+        f"digraph {_dot_quote(graph.output)} {{",
         "  rankdir=LR;",
         '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11];',
         '  edge [color="#555555"];',
@@ -517,28 +633,36 @@ def _head_title(layer: int, index: int, block: HeadBlock) -> str:
     )
 
 
-def _token_labels(model: CompiledModel, tokens: Sequence[Any]) -> list[str]:
-    return [str(model.input_encoder.bos_token)] + [str(t) for t in tokens]
+def _position_labels(model: CompiledModel, tokens: Sequence[Any]) -> list[str]:
+    """'0 BOS', '1 a', ...: a repeated token still names one row or column."""
+    return [f"{i} {t}" for i, t in enumerate([model.input_encoder.bos_token, *tokens])]
 
 
 def plot_attention(
-    model: CompiledModel, tokens: Sequence[Any], layer: int, head: int | str, path: PathLike
+    model: CompiledModel,
+    tokens: Sequence[Any],
+    layer: int,
+    head: int | str,
+    path: PathLike = None,
+    *,
+    dpi: float = DPI,
 ) -> Figure:
     """Head `head` (an index, or the label of the SOp it computes) of `layer`: its attention
     pattern on `tokens` (given without BOS), queries down, keys across, both labelled with
-    the tokens, BOS first; weights written in the cells. Returns the Figure."""
+    position and token ('0 BOS', '1 a', ...); weights written in the cells, weight 0 white.
+    Returns the Figure."""
     index, block = _head(model, layer, head)
     tokens = list(tokens)
     out = model.apply([model.input_encoder.bos_token, *tokens])
     pattern = np.asarray(out.attention[layer][index], dtype=float)  # [query, key]
-    labels = _token_labels(model, tokens)
+    labels = _position_labels(model, tokens)
     n = len(labels)
     title = _head_title(layer, index, block)
     cell, tick_size = (0.45, 9.0) if n <= 10 else (0.3, 7.0)
-    rotate = max(map(len, labels)) > 3
     # Lay out in inches: labels measured, then the pattern, the colour bar and the title placed.
-    fig = _new_figure(1.0, 1.0)
+    fig = _new_figure(1.0, 1.0, dpi)
     left = 0.45 + _text_width(fig, labels, tick_size) + 0.15
+    rotate = _text_width(fig, labels, tick_size) > cell - 0.05  # key labels side by side if they fit
     key_labels = _text_width(fig, labels, tick_size) if rotate else tick_size * 1.3 / 72
     above = 0.1 + key_labels + 0.35  # top tick labels, then the x label
     title_room = 0.55
@@ -551,13 +675,15 @@ def plot_attention(
     left += (width - (left + plot + right)) / 2  # centred under a wider title
     y0 = height - title_room - above - plot
     ax = fig.add_axes((left / width, y0 / height, plot / width, plot / height))
-    image = ax.imshow(pattern, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    image = ax.imshow(
+        pattern, cmap=ATTENTION, norm=Normalize(0.0, 1.0), aspect="auto", interpolation="nearest"
+    )
     ax.xaxis.tick_top()
     ax.xaxis.set_label_position("top")
     ax.set_xticks(range(n), labels=labels, rotation=90 if rotate else 0, fontsize=tick_size)
     ax.set_yticks(range(n), labels=labels, fontsize=tick_size)
-    ax.set_xlabel("key (position 0 = BOS)")
-    ax.set_ylabel("query")
+    ax.set_xlabel("key (position, token)")
+    ax.set_ylabel("query (position, token)")
     if n <= 16:
         for q in range(n):
             for k in range(n):
@@ -569,7 +695,7 @@ def plot_attention(
                         f"{value:.2f}".lstrip("0") if value < 0.995 else "1",
                         ha="center",
                         va="center",
-                        fontsize=8 if n <= 10 else 6,
+                        fontsize=8 if n <= 10 else 7,
                         color="white" if value > 0.6 else "black",
                     )
     fig.text(0.5, 1 - title_room / 2 / height, title, ha="center", va="center", fontsize=9)
@@ -622,7 +748,9 @@ def _block_edges(directions: Sequence[Direction]) -> list[float]:
     return [i - 0.5 for i in range(1, len(directions)) if directions[i].name != directions[i - 1].name]
 
 
-def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathLike) -> Figure:
+def plot_qk_table(
+    model: CompiledModel, layer: int, head: int | str, path: PathLike = None, *, dpi: float = DPI
+) -> Figure:
     """Head `head` (an index, or the label of the SOp it computes) of `layer`: its QK table
     `w_qk` in table units (before coldness), query directions down, key directions across,
     labelled `sop:value`; lines separate SOps, a dot marks every selected cell (see
@@ -635,7 +763,7 @@ def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathL
     cell, tick_size = (0.22, 6.0) if big else (0.32, 8.0)
     title = _head_title(layer, index, block) + "\nQK table in table units (before coldness); \u25cf selected"
     # Lay out in inches: labels measured, then the table, the colour bar and the title placed.
-    fig = _new_figure(1.0, 1.0)
+    fig = _new_figure(1.0, 1.0, dpi)
     left = 0.45 + _text_width(fig, rows, tick_size) + 0.1
     plot_w, plot_h = w.shape[1] * cell, w.shape[0] * cell
     body = max(plot_h, 1.6)
@@ -649,8 +777,8 @@ def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathL
     left += (width - (left + plot_w + right)) / 2  # centred under a wider title
     y0 = below + body - plot_h  # top-aligned with the colour bar
     ax = fig.add_axes((left / width, y0 / height, plot_w / width, plot_h / height))
-    bound = max(float(np.abs(w).max()), 1.0)
-    image = ax.imshow(w, cmap=_soft_diverging(), norm=TwoSlopeNorm(0.0, -bound, bound), aspect="auto")
+    cmap, norm = _colour_scale(w)
+    image = ax.imshow(w, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(cols)), labels=cols, rotation=90, fontsize=tick_size)
     ax.set_yticks(range(len(rows)), labels=rows, fontsize=tick_size)
     ax.set_xlabel("key direction")
@@ -669,7 +797,7 @@ def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathL
                 ha="center",
                 va="top",
                 fontsize=5 if big else 6,
-                color="white" if abs(w[r, c]) > 0.75 * bound else "black",
+                color="white" if _dark(w[r, c], norm) else "black",
             )
     marked = np.argwhere(_selected(block, _bos_direction(model)))
     if len(marked):
@@ -695,27 +823,45 @@ def plot_qk_table(model: CompiledModel, layer: int, head: int | str, path: PathL
 # ---------------------------------------------------------------------------- residual stream
 
 
-def _block_caption(model: CompiledModel, name: str) -> str:
+def _block_writes(model: CompiledModel, name: str) -> list[str]:
+    """What block `name` ('embed', 'layer_l/attn', 'layer_l/mlp') writes to the stream."""
     if name == "embed":
-        return "embed: tokens, indices, one"
+        return ["tokens", "indices", "one"]
     layer_text, part = name.split("/")
     lw = model.weights.layers[int(layer_text.removeprefix("layer_"))]
     if part == "attn":
-        written = [f"{h.label} \u2190 {h.selector}" for h in lw.heads]
-    else:
-        written = [m.label for m in lw.mlps]
-    return f"{name}: " + (", ".join(written) if written else "(nothing)")
+        return [f"{h.label} \u2190 {h.selector}" for h in lw.heads]
+    return [m.label for m in lw.mlps]
+
+
+def _block_caption(model: CompiledModel, name: str) -> str:
+    written = _block_writes(model, name)
+    return f"{name}: " + (", ".join(written) if written else "writes nothing (the stream as before)")
+
+
+def _cell_number(value: float) -> str:
+    """Two significant digits without a leading zero ('.67', '-.5', '12'): short enough for a cell."""
+    text = f"{value:.2g}"
+    return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
 
 
 def plot_residual(
-    model: CompiledModel, tokens: Sequence[Any], path: PathLike, layer: int | str | None = None
+    model: CompiledModel,
+    tokens: Sequence[Any],
+    path: PathLike = None,
+    layer: int | str | None = None,
+    *,
+    dpi: float = DPI,
 ) -> Figure:
     """The residual stream on `tokens` (given without BOS) as labelled heatmaps: rows are
-    positions (the tokens, BOS first), columns the residual directions (`sop:value`), one
+    positions ('0 BOS', '1 a', ...), columns the residual directions (`sop:value`), one
     panel per block ('embed', then 'layer_l/attn', 'layer_l/mlp'), each showing the stream
-    after that block. `layer`: an int keeps that layer's two panels, a block name just
-    that panel, None all of them. One colour scale for all panels; entries other than 0
-    and 1 (numerical values, averages) are written in their cells. Returns the Figure."""
+    after that block. A block that writes nothing (a layer without heads or without MLPs)
+    gets no panel, which would repeat the one before, unless it is all that was asked for.
+    `layer`: an int keeps that layer's panels, a block name just that panel, None all of
+    them. One colour scale for all panels, 0 white; entries other than 0 and 1 (numerical
+    values, averages) are written in their cells, the cells widened to fit them. Returns
+    the Figure."""
     tokens = list(tokens)
     out = model.apply([model.input_encoder.bos_token, *tokens])
     names = list(out.stream)
@@ -731,21 +877,28 @@ def plot_residual(
         raise ValueError(
             f"layer {layer!r} out of range: the model has layers 0..{len(model.weights.layers) - 1}"
         )
+    chosen = [name for name in chosen if _block_writes(model, name)] or chosen[-1:]
     labels = list(out.residual_labels)
-    rows = _token_labels(model, tokens)
+    rows = _position_labels(model, tokens)
     data = [np.asarray(out.stream[name], dtype=float) for name in chosen]  # each [seq, d_model]
-    bound = max(max(float(np.abs(d).max()) for d in data), 1e-9)
-    tick_size, cell = 7.0, 0.2
+    cmap, norm = _colour_scale(np.concatenate([d.ravel() for d in data]))  # one scale for every panel
+    tick_size, caption_size, number_size, cell_height = 8.0, 9.0, 7.0, 0.22
+    numbers = []  # per panel: (row, column, text) of each entry that is not 0 or 1
+    for values in data:
+        odd = np.argwhere((np.abs(values) > 0.005) & (np.abs(values - 1) > 0.005))
+        numbers.append([(r, c, _cell_number(values[r, c])) for r, c in odd] if len(odd) <= 400 else [])
     # Everything below in inches, then turned into figure fractions.
-    fig = _new_figure(1.0, 1.0)
-    left = 0.35 + _text_width(fig, rows, tick_size)
+    fig = _new_figure(1.0, 1.0, dpi)
+    widest_number = _text_width(fig, [text for panel in numbers for _, _, text in panel], number_size)
+    cell_width = max(cell_height, widest_number + 0.06)
+    left = 0.5 + _text_width(fig, rows, tick_size)  # the y label, then the tick labels
     below = 0.12 + _text_width(fig, labels, tick_size) + 0.3  # rotated tick labels, then the x label
-    title_room, gap, top, right = 0.3, 0.12, 0.45, 1.3
-    panel = len(rows) * cell
-    plot_width = len(labels) * cell
+    title_room, gap, top, right = 0.32, 0.12, 0.45, 1.3
+    panel = len(rows) * cell_height
+    plot_width = len(labels) * cell_width
     captions = [_block_caption(model, name) for name in chosen]
     title = f"residual stream of {_model_name(model)!r} on {tokens}"
-    beside = max(plot_width, _text_width(fig, captions, 8))  # the colour bar goes right of this
+    beside = max(plot_width, _text_width(fig, captions, caption_size))  # the colour bar goes right of this
     width = max(left + beside + right, _text_width(fig, [title], 10) + 0.5)
     left += (width - (left + beside + right)) / 2  # centred under a wider title
     height = top + len(chosen) * (title_room + panel) + (len(chosen) - 1) * gap + below
@@ -753,34 +906,32 @@ def plot_residual(
     directions = model.layout.directions
     axes, image = [], None
     y = height - top
-    for caption, values in zip(captions, data):
+    for caption, values, written in zip(captions, data, numbers):
         y -= title_room + panel
         ax = fig.add_axes(
             (left / width, y / height, plot_width / width, panel / height), sharex=axes[0] if axes else None
         )
         image = ax.imshow(
             values,
-            cmap=_soft_diverging(),
-            norm=TwoSlopeNorm(0.0, -bound, bound),
+            cmap=cmap,
+            norm=norm,
             aspect="auto",
             interpolation="nearest",
         )
         ax.set_yticks(range(len(rows)), labels=rows, fontsize=tick_size)
-        ax.set_title(caption, fontsize=8, loc="left", pad=3)
+        ax.set_title(caption, fontsize=caption_size, loc="left", pad=3)
         for x in _block_edges(directions):
             ax.axvline(x, color="black", linewidth=0.5)
-        odd = np.argwhere((np.abs(values) > 0.005) & (np.abs(values - 1) > 0.005))  # not 0, not one-hot 1
-        if len(odd) <= 400:
-            for r, c in odd:
-                ax.text(
-                    c,
-                    r,
-                    f"{values[r, c]:.2g}",
-                    ha="center",
-                    va="center",
-                    fontsize=4.5,
-                    color="white" if abs(values[r, c]) > 0.75 * bound else "black",
-                )
+        for r, c, text in written:
+            ax.text(
+                c,
+                r,
+                text,
+                ha="center",
+                va="center",
+                fontsize=number_size,
+                color="white" if _dark(values[r, c], norm) else "black",
+            )
         ax.tick_params(axis="x", bottom=False, labelbottom=False)
         axes.append(ax)
         y -= gap
@@ -790,6 +941,15 @@ def plot_residual(
     last.set_xlabel("residual direction")
     fig.text(0.5, 1 - 0.25 / height, title, ha="center", va="center", fontsize=10)
     span_top, span_bottom = height - top - title_room, y + gap
+    fig.text(
+        (left - _text_width(fig, rows, tick_size) - 0.3) / width,
+        (span_top + span_bottom) / 2 / height,
+        "position, token",
+        rotation=90,
+        ha="center",
+        va="center",
+        fontsize=10,
+    )
     bar_height = min(span_top - span_bottom, 3.0)
     bar_bottom = (span_top + span_bottom - bar_height) / 2
     bar = fig.add_axes(
@@ -847,7 +1007,7 @@ _STRATEGY_STYLE = {
 }
 
 
-def plot_composition_growth(path: PathLike, max_atoms: int = 4) -> Figure:
+def plot_composition_growth(path: PathLike = None, max_atoms: int = 4, *, dpi: float = DPI) -> Figure:
     """Head width (query + key directions) against the number of atoms m for the AND and
     the OR of m equality atoms over two-valued SOps, one line per encoding (factored,
     product_keys, product_queries, product_both), log-scale widths; an `x` on the bottom
@@ -855,7 +1015,7 @@ def plot_composition_growth(path: PathLike, max_atoms: int = 4) -> Figure:
     are nudged sideways a little to stay visible. Returns the Figure."""
     data = composition_growth(max_atoms)
     ms = np.arange(1, max_atoms + 1)
-    fig = _new_figure(9.0, 4.2)
+    fig = _new_figure(9.0, 4.2, dpi)
     axes = fig.subplots(1, 2, sharey=True)
     every = [w for op in data.values() for ws in op.values() for w in ws if w is not None]
     low, high = min(every), max(every)

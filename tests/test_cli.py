@@ -247,8 +247,18 @@ def test_plot_delegates_to_viz(capsys, monkeypatch, tmp_path):
 
     code, _, err = run(capsys, "plot", "attention", "sort", "3 9", "--layer", "1", "--head", "0")
     assert code == 2 and "unknown token(s) ['9']" in err
-    code, _, err = run(capsys, "plot", "graph", "saved.npz")
-    assert code == 2 and "a saved model holds no program graph" in err
+    code, _, err = run(capsys, "plot", "graph", "missing.npz")
+    assert code == 2 and "no model file at 'missing.npz'" in err
+
+
+def test_plot_graph_of_a_saved_model(capsys, tmp_path):
+    """The help says PROGRAM may be a saved model file: its graph is read from the weights."""
+    model_path, out_path = tmp_path / "sort.npz", tmp_path / "graph.png"
+    assert run(capsys, "compile", "sort", "--out", str(model_path))[0] == 0
+    code, out, err = run(capsys, "plot", "graph", str(model_path), "--out", str(out_path))
+    assert (code, out, err) == (0, f"wrote {out_path}\n", "")
+    data = out_path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
 # ------------------------------------------------------------------ help and usage

@@ -197,9 +197,55 @@ def test_model_arguments_are_checked():
         assert_compiles_exactly(frac_x(), {"x", "a"}, 5, model=model)
     with pytest.raises(ValueError, match="vocabulary"):
         assert_compiles_exactly(frac_x(), {"x", "a", "b"}, 4, model=model)
-    with pytest.raises(rasp_lab.ValidationError):
-        same = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
-        assert_compiles_exactly(rasp.Aggregate(same, rasp.indices), {"a", "b"}, 3)
+
+
+def mixed_aggregate() -> rasp.SOp:
+    """A categorical Aggregate of indices over same-token keys: it averages different values."""
+    same = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    return rasp.Aggregate(same, rasp.indices).named("mixed")
+
+
+def parity() -> rasp.SOp:
+    """A Map of a running mean that compiles, but whose sound bound can't prove the output."""
+    weights = {"a": 0, "b": 1, "c": 3, "d": 7, "e": 12, "f": 20}
+    x = rasp.numerical(rasp.Map(lambda t: weights[t], rasp.tokens)).named("weight")
+    prefix = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
+    mean = rasp.numerical(rasp.Aggregate(prefix, x, default=0)).named("mean")
+    return rasp.categorical(rasp.Map(lambda v: round(v * 7) % 2, mean)).named("parity")
+
+
+def test_a_program_that_does_not_compile_exactly_fails_the_assertion():
+    """Both are AssertionErrors (pytest shows a failed check) and keep compile's own types."""
+    with pytest.raises(AssertionError) as info:
+        assert_compiles_exactly(mixed_aggregate(), {"a", "b"}, 3)
+    assert isinstance(info.value, rt.NotValid) and isinstance(info.value, rasp_lab.ValidationError)
+    assert [p.label for p in info.value.problems] == ["mixed"]
+    assert str(info.value).startswith("the program can't be compiled exactly (1 problem):\n  - [error] mixed: ")
+
+    with pytest.raises(AssertionError) as info:
+        assert_compiles_exactly(parity(), "abcdef", 6)
+    assert isinstance(info.value, rt.NotCertified) and isinstance(info.value, rasp_lab.CompileError)
+    assert info.value.label == "parity"
+    assert str(info.value).startswith("parity: NOT certified exact: output 'parity' decodes")
+
+
+def test_pytest_reports_a_program_that_does_not_compile_as_a_failed_check(pytester):
+    pytester.makepyfile(
+        """
+        from rasp_lab import rasp
+        from rasp_lab.testing import assert_compiles_exactly
+
+        def test_mixed():
+            same = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+            assert_compiles_exactly(rasp.Aggregate(same, rasp.indices).named("mixed"), {"a", "b"}, 3)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["E   *.NotValid: the program can't be compiled exactly (1 problem):", "E * - [[]error] mixed: on input *"]
+    )
+    assert "rasp_lab/testing/checks.py" not in result.stdout.str()  # __tracebackhide__: the test's own line
 
 
 # A program whose blocks sit in known places:

@@ -3,7 +3,9 @@
 - `assert_compiles_exactly(program, vocab, max_seq_len)`: compile (or take a model) and check
   it against `rasp.evaluate` on every short input and seeded random longer ones; a mismatch
   raises AssertionError naming the input, the position, both values, and the first head or
-  MLP where the residual stream departs from the evaluator.
+  MLP where the residual stream departs from the evaluator; a program that does not compile
+  exactly raises NotValid or NotCertified, AssertionErrors too (and the ValidationError or
+  CompileError that compile raises).
 - `rasp_lab.testing.strategies` (needs Hypothesis): random programs, inputs and selectors.
 - `rasp_lab.testing.plugin`: the pytest plugin (`--rasp-exhaustive`, the `rasp_exhaustive`
   marker and fixture), loaded automatically where rasp_lab is installed.
@@ -63,10 +65,12 @@ def exhaustive_length(vocab: Collection[Any] | int, max_seq_len: int, budget: in
 _LAZY = {
     "assert_compiles_exactly": "rasp_lab.testing.checks",
     "CheckReport": "rasp_lab.testing.checks",
+    "NotCertified": "rasp_lab.testing.checks",
+    "NotValid": "rasp_lab.testing.checks",
 }
 
 if TYPE_CHECKING:
-    from rasp_lab.testing.checks import CheckReport, assert_compiles_exactly
+    from rasp_lab.testing.checks import CheckReport, NotCertified, NotValid, assert_compiles_exactly
 
 
 def __getattr__(name: str):
@@ -85,6 +89,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "assert_compiles_exactly",
     "CheckReport",
+    "NotCertified",
+    "NotValid",
     "exhaustive_mode",
     "set_exhaustive_mode",
     "exhaustive_budget",

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rasp_lab import rasp
+from rasp_lab.errors import CompileError
 from rasp_lab.evaluator import EvaluationError, evaluate, trace
 from rasp_lab.testing import exhaustive_length
+from rasp_lab.validation import ValidationError
 from rasp_lab.values import sort_values
 
 if TYPE_CHECKING:
@@ -55,6 +57,20 @@ class CheckReport:
             f"{self.program}: {self.inputs_checked} inputs agree (all up to length {self.exhaustive_up_to}, "
             f"{self.random_inputs} random longer){skipped}; max numerical error {self.max_error:.2e}"
         )
+
+
+class NotValid(ValidationError, AssertionError):
+    """The program fails validation: a ValidationError (what compile raises) that pytest
+    reports as a failed assertion, like every other way the check can fail."""
+
+
+class NotCertified(CompileError, AssertionError):
+    """The program can't be compiled, or its model can't be certified within the
+    tolerance: a CompileError (what compile raises) that pytest reports as a failed
+    assertion, like every other way the check can fail."""
+
+    def __init__(self, error: CompileError) -> None:
+        super().__init__(error.label, str(error).removeprefix(f"{error.label}: "))
 
 
 class _Undecodable:
@@ -160,8 +176,10 @@ def assert_compiles_exactly(
 
     Raises AssertionError on the first input where the model differs, naming the input, the
     position, the expected and actual values, and the first block (head or MLP, by layer
-    and label) after which the residual stream departs from the evaluator's trace. Raises
-    ValidationError / CompileError when `program` does not compile. Returns a CheckReport.
+    and label) after which the residual stream departs from the evaluator's trace. When
+    `program` does not compile exactly it raises NotValid (a ValidationError) or
+    NotCertified (a CompileError, also when the certificate misses the tolerance), both
+    AssertionErrors too, so pytest shows a failed check. Returns a CheckReport.
 
     Inputs run as padded batches of mixed lengths and, `single_rows` of them spread over
     the list, one row at a time (float32 results may depend on the batch shape). Where the
@@ -190,7 +208,12 @@ def assert_compiles_exactly(
     if model is None:
         from rasp_lab.compiling import compile as compile_program
 
-        model = compile_program(program, tokens, max_seq_len, causal=causal, require_exact=require_exact)
+        try:
+            model = compile_program(program, tokens, max_seq_len, causal=causal, require_exact=require_exact)
+        except ValidationError as err:
+            raise NotValid(err.problems) from None
+        except CompileError as err:
+            raise NotCertified(err) from None
     else:
         if model.causal != causal:
             raise ValueError(
