@@ -65,6 +65,10 @@ DEFAULT_TOLERANCE = 1e-4
 MAX_COMBINATIONS = 400_000
 """Input value combinations one block's check may enumerate; beyond it, not certified."""
 
+PAIR_TABLE_CELLS = 4_000_000
+"""An MLP over two categorical SOps whose (combinations x hidden units) exceed this is
+bounded case by case (see _Checker._pair_table_mlp) instead of as one array."""
+
 _F32_EXP_ZERO = 104.0
 """exp(-x) is exactly 0 in float32 beyond this (it is below half the smallest subnormal,
 1.4e-45, from x = 103.98), whatever the rounding of x within the bound's margin."""
@@ -559,6 +563,10 @@ class _Checker:
             if parts is not None:
                 self._separable_mlp(mlp, parts)
                 return
+        table = self._pair_table(mlp)
+        if table is not None:
+            self._pair_table_mlp(mlp, loc.encoding, *table)
+            return
         configs, errors = self._combinations(mlp.inputs, f"MLP {mlp.label}'s input")
         hidden = np.maximum(configs @ mlp.w_in, 0.0)
         if not errors.any() and _exact_mlp(configs, mlp, hidden):
@@ -566,30 +574,155 @@ class _Checker:
             total = np.zeros_like(out)
         else:
             out, total = _mlp_rows(mlp, configs, errors, np.count_nonzero(mlp.w_out, axis=0))
-        if loc.encoding is rasp.Encoding.CATEGORICAL:
-            ideal = np.clip(np.round(out), 0.0, 1.0)
-            off_grid = np.abs(out - ideal).max(initial=0.0)
-            if off_grid > 1e-6:
-                raise _NotCertified(f"its ideal output is not a one-hot (off by {off_grid:.3g})")
-            bad_rows = (ideal.sum(axis=1) > 1).any()
-            if bad_rows:
-                raise _NotCertified("its ideal output sets two values at once")
-            err = total + np.abs(out - ideal)  # [configs, directions]; the last row is BOS
-            # A direction whose ideal value is 0 and whose bound is 0 is exactly 0 (its units
-            # are surely off, and sums of exact zeros are exact).
-            nonzero = int(np.count_nonzero((np.abs(out) > 0) | (err > 0), axis=1).max(initial=0))
-            self.bound[mlp.label] = Bound(
-                float(err[:-1].max(initial=0.0)),
-                0.0,
-                float(err[-1].max(initial=0.0)),
-                float(err.sum(axis=1).max(initial=0.0)),
-                nonzero,
+        self.bound[mlp.label] = _mlp_bound(loc.encoding, [(out[:-1], total[:-1])], out[-1], total[-1])
+
+    def _pair_table(self, mlp: MLPBlock) -> tuple[np.ndarray, np.ndarray, _Owner, _Owner] | None:
+        """(each unit's input row from the first SOp, from the second) when the MLP is a
+        lookup table over two categorical SOps too large to enumerate row by row: every unit
+        reads one direction of each (a categorical SequenceMap's pair units)."""
+        owner_of_row = [None if d == ONE else self._owner(d) for d in mlp.inputs]
+        owners = list(dict.fromkeys(o for o in owner_of_row if o is not None))
+        if len(owners) != 2 or not all(
+            isinstance(o, str) and self.layout.sops[o].encoding is rasp.Encoding.CATEGORICAL for o in owners
+        ):
+            return None
+        groups = [self._group(o) for o in owners]
+        if len(groups[0].configs) * len(groups[1].configs) * mlp.hidden < PAIR_TABLE_CELLS:
+            return None
+        picks = []
+        for owner in owners:
+            rows = np.array([o == owner for o in owner_of_row])
+            reads = mlp.w_in[rows] != 0  # [this SOp's inputs, hidden]
+            if not np.all(reads.sum(axis=0) == 1):
+                return None
+            picks.append(np.flatnonzero(rows)[reads.argmax(axis=0)])  # [hidden] input row
+        return picks[0], picks[1], groups[0], groups[1]
+
+    def _pair_table_mlp(
+        self,
+        mlp: MLPBlock,
+        encoding: rasp.Encoding,
+        row_a: np.ndarray,
+        row_b: np.ndarray,
+        group_a: _Owner,
+        group_b: _Owner,
+    ) -> None:
+        """The bound of a pair-table MLP without its [configs, hidden] arrays, N^4 for a
+        SequenceMap of two N-value SOps: a unit's terms depend only on whether its two
+        directions are on (4 cases). A pair (a, b) of values sees case (1, 0) at the units
+        of row a, (0, 1) at those of column b, (1, 1) at cell (a, b) and (0, 0) elsewhere,
+        so its outputs and bounds are the all-off sums plus a row, a column and a cell
+        correction: N^3 work. The terms are those of _mlp_rows, unit by unit."""
+        w_in, w_out = mlp.w_in, mlp.w_out  # [inputs, hidden], [hidden, outputs]
+        n_out = w_out.shape[1]
+        index = {d: i for i, d in enumerate(mlp.inputs)}
+        one = index.get(ONE)
+        bias = w_in[one] if one is not None else np.zeros(mlp.hidden)
+        wa = w_in[row_a, np.arange(mlp.hidden)]
+        wb = w_in[row_b, np.arange(mlp.hidden)]
+        k_in = np.count_nonzero(w_in, axis=0)
+        k_out = np.count_nonzero(w_out, axis=0)
+        bound_a, bound_b = self._error(mlp.inputs[row_a[0]]), self._error(mlp.inputs[row_b[0]])
+        # Units reading the same two directions with the same weights move together (clamp
+        # pairs): their on units' output weights add before the noise is taken.
+        _, kind = np.unique(np.stack([row_a, row_b, wa, wb]), axis=1, return_inverse=True)
+        kind = np.asarray(kind).reshape(-1)
+        units, outputs = np.nonzero(w_out)  # one edge per (unit, output) weight
+        weight = w_out[units, outputs]
+        # The (direction a, direction b, output) an edge adds to; the same key for every
+        # unit of one cell.
+        cell = row_a[units].astype(np.int64) * len(mlp.inputs) + row_b[units]
+        keys, edge_key = np.unique(cell * n_out + outputs, return_inverse=True)
+        group_keys, edge_group = np.unique(
+            kind[units].astype(np.int64) * n_out + outputs, return_inverse=True
+        )
+        group_first = np.zeros(len(group_keys), dtype=np.int64)
+        group_first[edge_group] = np.arange(len(units))
+        group_key = edge_key[group_first]  # [groups] -> key
+        exact_inputs = all(
+            b.absolute == 0 and b.relative == 0 and b.at_bos == 0 for b in (bound_a, bound_b)
+        ) and all(self._error(d).at_bos == 0 for d in mlp.inputs)
+        exact = exact_inputs and _exact_pair_table(wa, wb, bias, mlp)
+
+        def case(p: int, q: int, e_a: float, e_b: float, one: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+            """(ideal output, bound) per key when every unit's directions are (p, q), read
+            with errors (e_a, e_b), and ONE holds `one`: _mlp_rows' terms, unit by unit."""
+            pre = wa * p + wb * q + bias * one
+            noise = e_a * np.abs(wa) + e_b * np.abs(wb)
+            f32_pre = gamma_array(k_in + 2) * (
+                (p + e_a) * np.abs(wa) + (q + e_b) * np.abs(wb) + np.abs(bias) * one
             )
-        else:
-            fitted = _fit(out[:-1, 0], total[:-1, 0])
-            self.bound[mlp.label] = Bound(
-                fitted.absolute, fitted.relative, float(total[-1, 0] + abs(out[-1, 0]))
+            radius = noise + f32_pre
+            on, off = pre - radius >= 0, pre + radius <= 0
+            straddle = ~on & ~off
+            hidden = np.maximum(pre, 0.0)
+            spread = on * f32_pre + straddle * radius
+            reach = hidden + radius * ~off
+            total = np.abs(weight) * (spread[units] + gamma_array(k_out + 2)[outputs] * reach[units])
+            coefficient = np.bincount(edge_group, on[units] * weight, minlength=len(group_keys))
+            linear = np.abs(coefficient) * noise[units][group_first]
+            total_key = np.bincount(edge_key, total, minlength=len(keys))
+            total_key += np.bincount(group_key, linear, minlength=len(keys))
+            if exact:  # float32 computes it exactly: the ideal outputs
+                total_key[:] = 0.0
+            return np.bincount(edge_key, hidden[units] * weight, minlength=len(keys)), total_key
+
+        values = {
+            (p, q): case(
+                p, q, bound_a.absolute + bound_a.relative * p, bound_b.absolute + bound_b.relative * q
             )
+            for p in (0, 1)
+            for q in (0, 1)
+        }
+        key_a = keys // n_out // len(mlp.inputs)
+        key_b = keys // n_out % len(mlp.inputs)
+        key_o = keys % n_out
+
+        def spread_over(rows: np.ndarray, size: int, data: np.ndarray) -> np.ndarray:
+            result = np.zeros((size, n_out))
+            np.add.at(result, (rows, key_o), data)
+            return result
+
+        n_in = len(mlp.inputs)
+        base = [spread_over(np.zeros(len(keys), dtype=np.int64), 1, v)[0] for v in values[0, 0]]
+        row = [spread_over(key_a, n_in, v1 - v0) for v1, v0 in zip(values[1, 0], values[0, 0])]
+        col = [spread_over(key_b, n_in, v1 - v0) for v1, v0 in zip(values[0, 1], values[0, 0])]
+        cell_delta = [
+            v11 - v10 - v01 + v00
+            for v11, v10, v01, v00 in zip(values[1, 1], values[1, 0], values[0, 1], values[0, 0])
+        ]
+        inputs_a = [
+            None if not c.any() else index[group_a.directions[int(np.argmax(c))]] for c in group_a.configs
+        ]
+        inputs_b = np.array(
+            [-1 if not c.any() else index[group_b.directions[int(np.argmax(c))]] for c in group_b.configs]
+        )
+        on_b = inputs_b >= 0
+        blocks = []
+        order = np.argsort(key_a, kind="stable")
+        starts = np.searchsorted(key_a[order], np.arange(n_in + 1))
+        for a in inputs_a:
+            out = base[0] + np.where(on_b[:, None], col[0][inputs_b], 0.0)  # [configs of b, outputs]
+            total = base[1] + np.where(on_b[:, None], col[1][inputs_b], 0.0)
+            if a is not None:
+                out += row[0][a]
+                total += row[1][a]
+                here = order[starts[a] : starts[a + 1]]  # keys of row a's cells
+                position = np.full(n_in, -1)
+                position[inputs_b[on_b]] = np.flatnonzero(on_b)
+                target = position[key_b[here]]
+                keep = target >= 0
+                np.add.at(out, (target[keep], key_o[here][keep]), cell_delta[0][here][keep])
+                np.add.at(total, (target[keep], key_o[here][keep]), cell_delta[1][here][keep])
+            blocks.append((out, total))
+        # At BOS every direction but BOS's own holds 0, ONE included, with the SOps' errors there.
+        bos_out, bos_total = case(0, 0, bound_a.at_bos, bound_b.at_bos, one=0.0)
+        self.bound[mlp.label] = _mlp_bound(
+            encoding,
+            blocks,
+            np.bincount(key_o, bos_out, minlength=n_out),
+            np.bincount(key_o, bos_total, minlength=n_out),
+        )
 
     def _too_many_combinations(self, directions: Sequence[Direction]) -> bool:
         owners = dict.fromkeys(self._owner(d) for d in directions if d != ONE and d != self.bos_direction)
@@ -704,6 +837,21 @@ def _exact_mlp(configs: np.ndarray, mlp: MLPBlock, hidden: np.ndarray) -> bool:
     return True
 
 
+def _exact_pair_table(wa: np.ndarray, wb: np.ndarray, bias: np.ndarray, mlp: MLPBlock) -> bool:
+    """_exact_mlp for a pair table on exact one-hots, from per-unit sizes: every unit's
+    pre-activation is at most |wa| + |wb| + |bias|, and every output sum at most the sum of
+    all units' largest values times their weights (a bound over every pair of values)."""
+    for w in (mlp.w_in, mlp.w_out):
+        if not np.array_equal(w.astype(np.float32).astype(np.float64), w):
+            return False
+    g_in, g_out = _grid(mlp.w_in), _grid(mlp.w_out)
+    if g_in is None or g_out is None:
+        return False
+    largest = np.abs(wa) + np.abs(wb) + np.abs(bias)  # [hidden]
+    hidden = np.maximum.reduce([np.maximum(wa * p + wb * q + bias, 0.0) for p in (0, 1) for q in (0, 1)])
+    return _fits(largest, g_in) and _fits(hidden @ np.abs(mlp.w_out), g_in + g_out)
+
+
 def _reads_one_input(mlp: MLPBlock) -> np.ndarray:
     """[hidden] bool: units whose pre-activation is one input times its weight plus a bias
     (ONE times a constant): a two-term dot product."""
@@ -786,6 +934,43 @@ def _mlp_rows(
     total += (on * f32_pre + straddle * radius) @ np.abs(w_out)
     total += gamma_array(k_out + 2)[None, :] * ((hidden + radius * ~off) @ np.abs(w_out))
     return out, total
+
+
+def _mlp_bound(
+    encoding: rasp.Encoding,
+    blocks: Sequence[tuple[np.ndarray, np.ndarray]],
+    bos_out: np.ndarray,
+    bos_total: np.ndarray,
+) -> Bound:
+    """An MLP's bound from its ideal outputs and error bounds ([configs, outputs] blocks
+    over the token-position configs, and the BOS row's [outputs])."""
+    if encoding is rasp.Encoding.CATEGORICAL:
+        absolute = at_bos = total_sum = 0.0
+        nonzero = 0
+        rows = [(out, total, False) for out, total in blocks] + [(bos_out[None, :], bos_total[None, :], True)]
+        for out, total, is_bos in rows:
+            ideal = np.clip(np.round(out), 0.0, 1.0)
+            off_grid = np.abs(out - ideal).max(initial=0.0)
+            if off_grid > 1e-6:
+                raise _NotCertified(f"its ideal output is not a one-hot (off by {off_grid:.3g})")
+            if (ideal.sum(axis=1) > 1).any():
+                raise _NotCertified("its ideal output sets two values at once")
+            err = total + np.abs(out - ideal)  # [configs, directions]
+            # A direction whose ideal value is 0 and whose bound is 0 is exactly 0 (its units
+            # are surely off, and sums of exact zeros are exact).
+            nonzero = max(
+                nonzero, int(np.count_nonzero((np.abs(out) > 0) | (err > 0), axis=1).max(initial=0))
+            )
+            total_sum = max(total_sum, float(err.sum(axis=1).max(initial=0.0)))
+            if is_bos:
+                at_bos = float(err.max(initial=0.0))
+            else:
+                absolute = max(absolute, float(err.max(initial=0.0)))
+        return Bound(absolute, 0.0, at_bos, total_sum, nonzero)
+    values = np.concatenate([out[:, 0] for out, _ in blocks]) if blocks else np.zeros(0)
+    errors = np.concatenate([total[:, 0] for _, total in blocks]) if blocks else np.zeros(0)
+    fitted = _fit(values, errors)
+    return Bound(fitted.absolute, fitted.relative, float(bos_total[0] + abs(bos_out[0])))
 
 
 def _blocks(directions: Sequence[Direction], owner) -> dict[str, list[int]]:

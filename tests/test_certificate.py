@@ -104,7 +104,9 @@ def test_bound_arithmetic():
 
 def test_a_tolerance_the_bound_can_not_meet_is_refused_or_warned():
     z = registry.get("frac_prevs")
-    with pytest.raises(rasp_lab.CompileError, match=r"frac_prevs: NOT certified exact: .*within 1e-09 \* max\(1, \|v\|\)"):
+    with pytest.raises(
+        rasp_lab.CompileError, match=r"frac_prevs: NOT certified exact: .*within 1e-09 \* max\(1, \|v\|\)"
+    ):
         rasp_lab.compile(z.build(), z.vocab, z.max_seq_len, tolerance=1e-9)
     with pytest.warns(CertificateWarning, match="frac_prevs"):
         model = rasp_lab.compile(z.build(), z.vocab, z.max_seq_len, tolerance=1e-9, require_exact=False)
@@ -112,3 +114,48 @@ def test_a_tolerance_the_bound_can_not_meet_is_refused_or_warned():
     assert model.run(list("xyx")) == pytest.approx([1.0, 0.5, 2 / 3], abs=1e-6)
     loose = rasp_lab.compile(z.build(), z.vocab, z.max_seq_len, tolerance=1e-3)
     assert loose.certificate.exact and loose.certificate.tolerance == 1e-3
+
+
+def _same_bounds(a, b):
+    for label in a.sops:
+        x, y = a.sops[label].bound, b.sops[label].bound
+        for field in ("absolute", "relative", "bos", "total"):
+            u, v = getattr(x, field) or 0.0, getattr(y, field) or 0.0
+            assert u == pytest.approx(v, rel=1e-9, abs=1e-15), (label, field, x, y)
+        assert x.nonzero == y.nonzero, label
+
+
+@pytest.mark.parametrize("name", ["reverse", "sort"])
+def test_pair_tables_are_bounded_case_by_case_as_row_by_row(name, monkeypatch):
+    """A lookup MLP over two categorical SOps, bounded from its units' four cases (N^3), gets
+    the bound the row-by-row enumeration (N^4) gives; reverse at N 256 needs the former."""
+    import rasp_lab.certificate as certificate
+
+    z = registry.get(name)
+    n = min(z.max_seq_len, 8)
+    model = rasp_lab.compile(z.build(n), z.vocab, n, causal=z.causal)
+    row_by_row = certify(model)
+    monkeypatch.setattr(certificate, "PAIR_TABLE_CELLS", 0)
+    checker_calls = []
+    original = certificate._Checker._pair_table_mlp
+    monkeypatch.setattr(
+        certificate._Checker,
+        "_pair_table_mlp",
+        lambda self, mlp, *rest: (checker_calls.append(mlp.label), original(self, mlp, *rest))[1],
+    )
+    case_by_case = certify(model)
+    assert checker_calls, "no MLP of this program took the pair-table path"
+    _same_bounds(row_by_row, case_by_case)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", registry.names())
+def test_every_zoo_bound_is_the_same_case_by_case(name, monkeypatch):
+    import rasp_lab.certificate as certificate
+
+    z = registry.get(name)
+    n = min(z.max_seq_len, 5)
+    model = rasp_lab.compile(z.build(n), z.vocab, n, causal=z.causal, require_exact=False)
+    row_by_row = certify(model)
+    monkeypatch.setattr(certificate, "PAIR_TABLE_CELLS", 0)
+    _same_bounds(row_by_row, certify(model))
