@@ -3,22 +3,27 @@
     python benchmarks/scaling.py                                  # N = 8 .. 128, Tracr if installed
     python benchmarks/scaling.py --lengths 8,16,32,64,128,256 --programs length,hist
     python benchmarks/scaling.py --smoke                          # tiny, for the test suite
+    python benchmarks/scaling.py --budget 120                     # give up on a compile after 120 s
 
 Both systems compile the same programs of Tracr's library (built as in compare_tracr.py),
 alternating in one process. "warm" is the best of two compiles after a first one (imports and
 jit done); rasp_lab compiles with require_exact=False so that every N gets a time, and the
 `cert` column says whether the model's error certificate proved it exact (a default compile
 refuses it otherwise). The last lines per program give each system's growth exponent: the
-least-squares slope of log(time) over log(N). Ratios are Tracr's time over rasp_lab's, from
-the same run (these machines are noisy; compare ratios, not seconds).
+least-squares slope of log(time) over log(N), over the lengths both systems compiled. Ratios are Tracr's time over rasp_lab's, from
+the same run (these machines are noisy; compare ratios, not seconds). A compile that runs past
+`--budget` seconds is stopped and reported as "over"; that system skips the program's longer
+lengths.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import pathlib
 import runpy
+import signal
 import sys
 import time
 import warnings
@@ -26,6 +31,27 @@ import warnings
 HERE = pathlib.Path(__file__).resolve().parent
 COMPARE = runpy.run_path(str(HERE / "compare_tracr.py"))
 DEFAULT_PROGRAMS = ("length", "reverse", "hist", "sort_unique", "sort", "frac_prevs", "shuffle_dyck")
+
+
+class OverBudget(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def budget(seconds: float):
+    """Stop the code inside after `seconds` (both compilers run Python loops, which a signal
+    interrupts)."""
+
+    def stop(signum, frame):
+        raise OverBudget()
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _best(fn, repeats: int) -> tuple[float, object]:
@@ -37,7 +63,7 @@ def _best(fn, repeats: int) -> tuple[float, object]:
     return best, result
 
 
-def ours(name: str, n: int, repeats: int) -> dict:
+def ours(name: str, n: int, repeats: int, seconds: float) -> dict:
     import rasp_lab
 
     vocab = set(COMPARE["VOCABS"][name])
@@ -49,12 +75,16 @@ def ours(name: str, n: int, repeats: int) -> dict:
             return rasp_lab.compile(program, vocab, n, require_exact=False)
 
     try:
-        once()
-        seconds, model = _best(once, repeats)
+        with budget(seconds):
+            once()
+        with budget(seconds * repeats):
+            taken, model = _best(once, repeats)
+    except OverBudget:
+        return {"error": f"over {seconds:g} s", "over": True}
     except Exception as err:  # a refusal is a result here
         return {"error": f"{type(err).__name__}: {str(err)[:60]}"}
     return {
-        "seconds": seconds,
+        "seconds": taken,
         "certified": model.certificate.exact,
         "layers": len(model.weights.layers),
         "residual": model.layout.width,
@@ -62,7 +92,7 @@ def ours(name: str, n: int, repeats: int) -> dict:
     }
 
 
-def tracr(name: str, n: int, repeats: int) -> dict | None:
+def tracr(name: str, n: int, repeats: int, seconds: float) -> dict | None:
     try:
         from tracr.compiler import compiling
     except ImportError:
@@ -74,11 +104,15 @@ def tracr(name: str, n: int, repeats: int) -> dict | None:
         return compiling.compile_rasp_to_model(program, vocab, n, compiler_bos="BOS")
 
     try:
-        once()
-        seconds, model = _best(once, repeats)
+        with budget(seconds):
+            once()
+        with budget(seconds * repeats):
+            taken, model = _best(once, repeats)
+    except OverBudget:
+        return {"error": f"over {seconds:g} s", "over": True}
     except Exception as err:
         return {"error": f"{type(err).__name__}"}
-    return {"seconds": seconds, "layers": model.model_config.num_layers, "residual": len(model.residual_labels)}
+    return {"seconds": taken, "layers": model.model_config.num_layers, "residual": len(model.residual_labels)}
 
 
 def slope(points: list[tuple[int, float]]) -> float | None:
@@ -98,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="8,16,32,64,128")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-tracr", action="store_true")
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds one compile may take")
     parser.add_argument("--smoke", action="store_true", help="length and hist at N = 4, 8, rasp_lab only")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -107,13 +142,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown programs {unknown}; choose from {sorted(COMPARE['VOCABS'])}")
     lengths = [int(n) for n in args.lengths.split(",")]
-    print(f"{'program':12} {'N':>4} {'ours s':>8} {'cert':>5} {'layers':>6} {'resid':>6} {'tracr s':>8} {'tracr/ours':>10}")
+    print(
+        f"{'program':12} {'N':>4} {'ours s':>8} {'cert':>5} {'layers':>6} {'resid':>6} {'tracr s':>8} {'tracr/ours':>10}"
+    )
     for name in programs:
         mine: list[tuple[int, float]] = []
         theirs: list[tuple[int, float]] = []
+        over = {"ours": False, "tracr": False}
         for n in lengths:
-            a = ours(name, n, args.repeats)
-            b = None if args.no_tracr else tracr(name, n, args.repeats)
+            a = (
+                {"error": "skipped (shorter was over budget)"}
+                if over["ours"]
+                else ours(name, n, args.repeats, args.budget)
+            )
+            b = (
+                None
+                if args.no_tracr
+                else ({"error": "skipped"} if over["tracr"] else tracr(name, n, args.repeats, args.budget))
+            )
+            over["ours"] = over["ours"] or bool(a.get("over"))
+            over["tracr"] = over["tracr"] or bool(b and b.get("over"))
             if "error" in a:
                 line = f"{name:12} {n:>4} {a['error']}"
             else:
@@ -126,8 +174,18 @@ def main(argv: list[str] | None = None) -> int:
             elif b:
                 line += f" {b['error']:>8}"
             print(line, flush=True)
-        ours_slope, tracr_slope = slope(mine), slope(theirs)
-        summary = f"{name:12} growth exponent: rasp_lab {ours_slope:.2f}" if ours_slope is not None else f"{name:12} growth exponent: -"
+        # Exponents over the lengths both systems compiled; ours over all of its own where
+        # Tracr compiled fewer than two of them.
+        both = {n for n, _ in mine} & {n for n, _ in theirs}
+        if len(both) < 2:
+            both = {n for n, _ in mine}
+        ours_slope = slope([(n, t) for n, t in mine if n in both])
+        tracr_slope = slope([(n, t) for n, t in theirs if n in both])
+        summary = (
+            f"{name:12} growth exponent: rasp_lab {ours_slope:.2f}"
+            if ours_slope is not None
+            else f"{name:12} growth exponent: -"
+        )
         if tracr_slope is not None:
             summary += f", Tracr {tracr_slope:.2f}"
         print(summary, flush=True)

@@ -21,12 +21,12 @@ from rasp_lab import rasp
 from rasp_lab.evaluator import EvaluationError, evaluate
 from rasp_lab.graph import ProgramGraph, distinct_labels
 from rasp_lab.value_sets import (
-    MAX_VALUES,
     ValueSets,
     WorkLimitError,
     check_vocab,
     check_work_limit,
     is_nan,
+    max_values,
     value_sets,
 )
 
@@ -248,11 +248,12 @@ class _Checker:
         values = self.sets[label]
         if values is None:
             if rasp.is_categorical(expr) or self._consumers_enumerate(label):
-                self.add(
-                    label,
-                    "too-many-values",
-                    f"takes more than {MAX_VALUES} values; a one-hot block or lookup MLP would be too large",
+                what = (
+                    "a one-hot block or lookup MLP would be too large"
+                    if rasp.is_categorical(expr)
+                    else "an MLP that reads it needs every value"
                 )
+                self.add(label, "too-many-values", f"takes more than {max_values(expr):,} values; {what}")
             return
         nans = [v for v in values if is_nan(v)]
         if nans and not isinstance(expr, rasp.Aggregate):

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from rasp_lab import rasp
 from rasp_lab.graph import ProgramGraph, build_graph, distinct_labels
 from rasp_lab.progress import Progress, Silent
@@ -28,7 +30,19 @@ from rasp_lab.rasp.expr import is_nan
 from rasp_lab.values import order_key
 
 MAX_VALUES = 20_000
-"""Largest value set enumerated; a larger one is reported as not enumerable."""
+"""Largest value set of a categorical SOp (one residual direction per value); a larger one
+is reported as not enumerable."""
+
+MAX_NUMERICAL_VALUES = 200_000
+"""Largest value set of a numerical SOp: one direction whatever its values, which only size
+arrays of discretiser thresholds and certificate rows (shuffle_dyck's balances take 26,821
+values at max_seq_len 128)."""
+
+
+def max_values(expr: rasp.RASPExpr) -> int:
+    """The largest value set enumerated for `expr` (see MAX_VALUES, MAX_NUMERICAL_VALUES)."""
+    return MAX_NUMERICAL_VALUES if rasp.is_numerical(expr) else MAX_VALUES
+
 
 MAX_ASSIGNMENTS = 400_000
 """Largest joint space enumerated for one SOp before falling back to its children's product."""
@@ -330,7 +344,7 @@ class _Inference:
 
     def _infer(self, label: str, expr: rasp.SOp) -> frozenset | None:
         if isinstance(expr, rasp.SelectorWidth):
-            return frozenset(range(0, self.n + 1)) if self.n + 1 <= MAX_VALUES else None
+            return frozenset(range(0, self.n + 1)) if self.n + 1 <= max_values(expr) else None
         if isinstance(expr, rasp.Aggregate):
             return self._aggregate(expr)
         return self._enumerate(label, expr)
@@ -369,7 +383,7 @@ class _Inference:
             return None
         if exact:
             self.exact.add(label)
-        return self._bounded(results)
+        return self._bounded(results, expr)
 
     def _joint_values(self, label: str, expr: rasp.SOp) -> tuple[bool, set | None]:
         """(exact?, values) from the children's sets where they are separable, else from
@@ -434,10 +448,36 @@ class _Inference:
             return None  # None, infinities or non-numbers: the per-mean rules handle them
         exact_ints = all(isinstance(v, int) for v in values)
         steps = {(int(a), int(b)) if exact_ints else (Fraction(a), Fraction(b)) for a, b in joint}
-        pairs: set[tuple] = {(fst.default, snd.default)}  # nothing selected
+        # A linear map of integer sums is computed for every count at once, with the
+        # evaluator's float operations: (s / count) * fst_fac + (t / count) * snd_fac.
+        linear = exact_ints and isinstance(expr, rasp.LinearSequenceMap)
+        limit = max_values(expr)
+        results: set = set()
+        ok, value = self._call(expr, (fst.default, snd.default), False)  # nothing selected
+        if ok:
+            results.add(value)
+        pairs: set[tuple] = set()
+        computed: list[np.ndarray] = []
         sums: set[tuple] = {(0, 0)}
+        # When linear, the sums (s, t) as one int each: s * radix + t + offset, offset keeping
+        # the second part in [0, radix) for every count up to N.
+        offset = self.n * max((abs(b) for _, b in steps), default=0)
+        radix = 2 * offset + 1
+        codes = np.array([offset], dtype=np.int64)
+        step_codes = np.array([a * radix + b for a, b in steps], dtype=np.int64)
         for count in range(1, self.n + 1):
-            self._charge(len(sums) * len(steps), f"{expr.label!r} sums {count} keys of two means")
+            size = len(codes) if linear else len(sums)
+            self._charge(size * len(steps), f"{expr.label!r} sums {count} keys of two means")
+            if linear:
+                codes = np.unique((codes[:, None] + step_codes[None, :]).reshape(-1))
+                if len(codes) > MAX_ASSIGNMENTS:
+                    return None
+                s_sum, t_sum = np.divmod(codes, radix)
+                # Exact ints, each division rounded once, as the evaluator's int / int.
+                fst_mean = s_sum.astype(np.float64) / count
+                snd_mean = (t_sum - offset).astype(np.float64) / count
+                computed.append(np.unique(expr.fst_fac * fst_mean + expr.snd_fac * snd_mean))
+                continue
             sums = {(s + a, t + b) for s, t in sums for a, b in steps}
             if len(sums) > MAX_ASSIGNMENTS:
                 return None
@@ -445,12 +485,14 @@ class _Inference:
                 pairs.add((s / count, t / count) if exact_ints else (float(s / count), float(t / count)))
             if len(pairs) > MAX_ASSIGNMENTS:
                 return None
-        results: set = set()
-        for args in sorted(pairs, key=order_key):
+        if linear:
+            results.update(np.unique(np.concatenate(computed)).tolist())
+            return results if len(results) <= limit else None
+        for args in sorted(pairs):
             ok, value = self._call(expr, args, False)
             if ok:
                 results.add(value)
-                if len(results) > MAX_VALUES:
+                if len(results) > limit:
                     return None
         return results
 
@@ -467,8 +509,8 @@ class _Inference:
                 results.add(value)
         return results
 
-    def _bounded(self, results: set) -> frozenset | None:
-        return frozenset(results) if len(results) <= MAX_VALUES else None
+    def _bounded(self, results: set, expr: rasp.SOp) -> frozenset | None:
+        return frozenset(results) if len(results) <= max_values(expr) else None
 
     def _pointwise(self, expr: rasp.SOp, env: dict, exact: bool) -> tuple[bool, Any]:
         """The SOp's value at a position whose sources have the values in `env`, cached per
@@ -525,15 +567,15 @@ class _Inference:
         if None in inner:
             out.add(None)
         if rasp.is_categorical(expr):
-            return self._bounded(out | set(values))
+            return self._bounded(out | set(values), expr)
         if not all(isinstance(v, numbers.Real) and not isinstance(v, complex) for v in values):
             # Not averageable; `validate` reports it. Keep the raw values so it can name them.
-            return self._bounded(out | set(values))
+            return self._bounded(out | set(values), expr)
         finite = [v for v in values if math.isfinite(v)]
         # Infinities and NaN are not averageable either: kept raw for `validate` to name.
         out.update(v for v in values if not math.isfinite(v))
-        means = mean_values(finite, self.n)
-        return None if means is None else self._bounded(out | means)
+        means = mean_values(finite, self.n, max_values(expr))
+        return None if means is None else self._bounded(out | means, expr)
 
     def _check_predicate(self, select: rasp.Select) -> None:
         keys, queries = self.sets.get(select.keys.label), self.sets.get(select.queries.label)
@@ -584,9 +626,9 @@ def _leaf_value(expr: rasp.SOp, state: tuple) -> tuple[bool, Any]:
     raise TypeError(f"no value-set rule for {type(expr).__name__} {expr.label!r}")
 
 
-def mean_values(values: Iterable[Any], max_count: int) -> set | None:
+def mean_values(values: Iterable[Any], max_count: int, limit: int = MAX_NUMERICAL_VALUES) -> set | None:
     """Every float `mean` of a multiset of 1..max_count of `values`, computed as the
-    evaluator does (exact rational mean, then rounded once); None past MAX_VALUES sums."""
+    evaluator does (exact rational mean, then rounded once); None past `limit` sums or means."""
     numbers = list(values)
     # Integer sums divide exactly as the evaluator's int / int does; others need Fractions.
     base = sorted(
@@ -600,9 +642,9 @@ def mean_values(values: Iterable[Any], max_count: int) -> set | None:
     sums = {0}
     for count in range(1, max_count + 1):
         sums = {s + v for s in sums for v in base}
-        if len(sums) > MAX_VALUES:
+        if len(sums) > limit:
             return None
         means.update(float(s / count) if isinstance(s, Fraction) else s / count for s in sums)
-        if len(means) > MAX_VALUES:
+        if len(means) > limit:
             return None
     return means

@@ -162,6 +162,26 @@ def test_too_many_values():
     assert validate(big, set(range(50)), 2) == []
 
 
+def test_a_numerical_sop_may_take_more_values_than_a_one_hot(monkeypatch):
+    import sys
+
+    value_sets_module = sys.modules["rasp_lab.value_sets"]  # the package's value_sets is the function
+    # 1,000 tokens x 21 positions: 21,000 values, past a one-hot's 20,000.
+    pairs = rasp.SequenceMap(lambda t, i: t * 100 + i, rasp.tokens, rasp.indices).named("pairs")
+    problems = validate(pairs, set(range(1000)), 21)
+    assert [(p.label, p.kind, p.message) for p in problems] == [
+        ("pairs", "too-many-values", "takes more than 20,000 values; a one-hot block or lookup MLP would be too large")
+    ]
+    scaled = rasp.numerical(rasp.SequenceMap(lambda t, i: t * 100 + i, rasp.tokens, rasp.indices)).named("scaled")
+    wide = rasp.numerical(rasp.Map(lambda x: x > 500, scaled)).named("wide")
+    assert validate(wide, set(range(1000)), 21) == []
+    monkeypatch.setattr(value_sets_module, "MAX_NUMERICAL_VALUES", 20_000)
+    problems = validate(wide, set(range(1000)), 21)
+    assert [(p.label, p.kind, p.message) for p in problems] == [
+        ("scaled", "too-many-values", "takes more than 20,000 values; an MLP that reads it needs every value")
+    ]
+
+
 def test_one_name_on_two_expressions_is_no_problem():
     a = rasp.Map(lambda t: t + 1, rasp.tokens).named("x")
     b = rasp.Map(lambda t: t + 2, rasp.tokens).named("x")

@@ -221,7 +221,15 @@ def discretiser(
 ) -> MLPBlock:
     """out(x) = g(v) for x within tolerance of each reachable input value v: clamped
     steps between neighbours whose outputs differ (rasp_lab/compiler/steps.py)."""
-    steps = clamped_steps([(x, output_entry(ctx, outputs, encoding, g)) for x, g in points])
+    entries: dict[tuple[type, Any], dict[Direction, float]] = {}  # one per output value, shared
+
+    def entry(g: Any) -> dict[Direction, float]:
+        key = (type(g), g)
+        if key not in entries:
+            entries[key] = output_entry(ctx, outputs, encoding, g)
+        return entries[key]
+
+    steps = clamped_steps([(x, entry(g)) for x, g in points])
     w_in = [{source: u.slope, ONE: u.bias} if u.slope else {ONE: u.bias} for u in steps.units]
     w_out = [dict(u.out) for u in steps.units]
     mlp = finish_mlp(ctx, label, kind, [source], outputs, w_in, w_out, steps.tolerance)

@@ -55,6 +55,8 @@ def clamped_steps(points: Sequence[tuple[float, Mapping[Hashable, float]]]) -> S
     pairs: list[Unit] = []
     tolerance = float("inf")
     for (x0, before), (x1, after) in zip(points, points[1:]):
+        if before is after:
+            continue  # one shared entry: the output does not change here
         delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in {**before, **after}}
         delta = {k: v for k, v in delta.items() if v != 0}
         if not delta:
