@@ -67,3 +67,13 @@ def test_compare_tracr_builds_the_same_programs():
 def test_scripts_have_usage(script):
     text = (BENCH / script).read_text()
     assert text.startswith('"""') and "python benchmarks/" in text
+
+
+def test_scaling_budget_stops_a_long_compile_and_skips_longer_lengths():
+    namespace = runpy.run_path(str(BENCH / "scaling.py"))
+    result = namespace["ours"]("sort", 8, 1, 1e-4)  # no compile finishes in 0.1 ms
+    assert result == {"error": "over 0.0001 s", "over": True}
+    with pytest.raises(namespace["OverBudget"]):
+        with namespace["budget"](0.01):
+            while True:
+                pass
