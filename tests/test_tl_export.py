@@ -438,3 +438,77 @@ def test_import_without_torch_says_what_to_install() -> None:
     assert done.returncode == 0, done.stderr
     assert "IMPORTERROR" in done.stdout
     assert "rasp-lab[tl]" in done.stdout and "--index-url https://download.pytorch.org/whl/cpu" in done.stdout
+
+
+def _edge_hooks(model, cache, src: str, dst: str, role, delta_row=None):
+    """Forward hooks that subtract `src`'s output from `dst`'s input `role` (zero ablation),
+    or, with `delta_row`, replace row 0's copy of it by row `delta_row`'s (resampling)."""
+    last = model.model_config.num_layers - 1
+    if src == "embed":
+        out = cache["blocks.0.hook_resid_pre"]
+    elif src.startswith("a"):
+        layer, head = (int(x) for x in src[1:].split(".h"))
+        out = cache[f"blocks.{layer}.attn.hook_result"][:, :, head]
+    else:
+        out = cache[f"blocks.{int(src[1:])}.hook_mlp_out"]
+    delta = -out if delta_row is None else (out[delta_row] - out[0])[None].expand_as(out) * _row0(out)
+    if dst == "unembed":
+        hook, index = f"blocks.{last}.hook_resid_post", (slice(None),)
+    elif dst.startswith("a"):
+        layer, head = (int(x) for x in dst[1:].split(".h"))
+        hook, index = f"blocks.{layer}.hook_{role}_input", (slice(None), slice(None), head)
+    else:
+        hook, index = f"blocks.{int(dst[1:])}.hook_mlp_in", (slice(None),)
+
+    def patch(act, hook):
+        act[index] = act[index] + delta
+        return act
+
+    return [(hook, patch)]
+
+
+def _row0(out):
+    mask = torch.zeros(out.shape[0], *([1] * (out.ndim - 1)))
+    mask[0] = 1.0
+    return mask
+
+
+@pytest.mark.parametrize("name", ["sort", "count_distinct"])
+def test_verified_circuit_holds_in_transformer_lens(name: str) -> None:
+    """verify_circuit's witnesses, replayed as TransformerLens edge patches (hook_result /
+    hook_mlp_out / hook_resid_pre subtracted from hook_{q,k,v}_input / hook_mlp_in), change
+    the output SOp; zero-ablating any non-edge leaves the logits exactly as they were."""
+    from rasp_lab.circuit_formats import verify_circuit
+
+    model = compiled(name)
+    tl_model = tl_export.to_transformer_lens(model, device="cpu", for_circuit_discovery=True)
+    result = verify_circuit(model, max_inputs=600)
+    output, last = model.output_location.label, f"blocks.{model.model_config.num_layers - 1}.hook_resid_post"
+
+    def reading(tokens, hooks):
+        with torch.no_grad(), tl_model.hooks(fwd_hooks=hooks):
+            logits, cache = tl_model.run_with_cache(tokens)
+        r = tl_export.read_sop(model, cache, output, hook=last)
+        return logits, cache, [(v, d) for v, d in zip(r.values[0], r.damaged[0])]
+
+    checked = 0
+    for e in result["edges"]:
+        for kind in ("zero", "resample"):
+            witness = e[kind]
+            if witness is None:
+                continue
+            rows = [witness] if kind == "zero" else list(witness)
+            tokens = tl_export.to_tokens(model, rows)
+            _, cache, clean = reading(tokens, [])
+            hooks = _edge_hooks(model, cache, e["src"], e["dst"], e["input"], None if kind == "zero" else 1)
+            _, _, ablated = reading(tokens, hooks)
+            assert ablated != clean, (kind, e)
+            checked += 1
+    assert checked >= 15
+    inputs = [xs for xs in inputs_for(name) if len(xs) == registry.get(name).max_seq_len][:50]
+    tokens = tl_export.to_tokens(model, inputs)
+    clean_logits, cache, _ = reading(tokens, [])
+    assert len(result["non_edges"]) >= 10
+    for n in result["non_edges"]:
+        logits, _, _ = reading(tokens, _edge_hooks(model, cache, n["src"], n["dst"], n["input"]))
+        assert torch.equal(logits, clean_logits), n
