@@ -91,9 +91,8 @@ def _parse(name: str) -> tuple[str, int, int | None]:
     return "mlp", int(name[1:]), None
 
 
-def _acdc_parent(model: Any, node: str, embed: str) -> tuple[str, tuple]:
-    if node in ("embed", "pos_embed"):
-        return embed, (None,)
+def _acdc_parent(node: str) -> tuple[str, tuple]:
+    """A head's or MLP's output node in ACDC's graph."""
     kind, layer, head = _parse(node)
     if kind == "attn":
         return naming.tl(layer, "attn.hook_result"), (None, None, head)
@@ -124,7 +123,7 @@ def acdc_edges(
                 for s in sources
             ]
         else:
-            parents = [_acdc_parent(model, src, "")]
+            parents = [_acdc_parent(src)]
         for parent in parents:
             out[(*child, *parent)] = True
         if internal and dst != "unembed":
@@ -344,7 +343,7 @@ def _inputs(model: Any, max_inputs: int, seed: int) -> list[list]:
     vocab = sorted(model.vocab, key=repr)
     rng = random.Random(seed)
     out: list[list] = []
-    longer = [n for n in range(1, model.max_seq_len + 1)]
+    longer = list(range(1, model.max_seq_len + 1))
     for n in range(1, model.max_seq_len + 1):
         if len(out) + len(vocab) ** n <= max_inputs:
             out += [list(xs) for xs in itertools.product(vocab, repeat=n)]
