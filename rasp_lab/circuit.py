@@ -57,11 +57,42 @@ MLP blocks of different SOps computed in one layer: their "neurons" tell them ap
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from rasp_lab import naming
 
-__all__ = ["ground_truth_circuit", "head_hook", "mlp_hook"]
+__all__ = ["RealHead", "ground_truth_circuit", "head_hook", "mlp_hook", "padding_heads", "real_heads"]
+
+
+class RealHead(NamedTuple):
+    """A head the compiler put in the model: its TransformerLens (layer, head) and its SOp."""
+
+    layer: int
+    head: int
+    sop: str
+
+
+def real_heads(model: Any) -> list[RealHead]:
+    """The heads that compute something, in layer order, with the SOp each computes.
+
+    TransformerLens gives every layer the same number of heads, so the export pads each
+    layer with all-zero heads after its real ones; only these are part of the circuit."""
+    return [
+        RealHead(layer, index, head.label)
+        for layer, lw in enumerate(model.weights.layers)
+        for index, head in enumerate(lw.heads)
+    ]
+
+
+def padding_heads(model: Any) -> list[tuple[int, int]]:
+    """The exported (layer, head) pairs whose weights are all zero: they only pad the layer
+    to `model.model_config.num_heads` heads and always output zero."""
+    heads = model.model_config.num_heads
+    return [
+        (layer, index)
+        for layer, lw in enumerate(model.weights.layers)
+        for index in range(len(lw.heads), heads)
+    ]
 
 
 def head_hook(layer: int) -> str:

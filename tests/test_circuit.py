@@ -24,7 +24,7 @@ from rasp_lab.programs import registry
 
 import rasp_lab
 from rasp_lab import rasp
-from rasp_lab.circuit import ground_truth_circuit
+from rasp_lab.circuit import RealHead, ground_truth_circuit, padding_heads, real_heads
 
 _MODELS: dict[str, rasp_lab.CompiledModel] = {}
 
@@ -74,6 +74,18 @@ def test_readme_program_circuit() -> None:
     assert gt["sops"]["tokens"]["components"] == [] and gt["sops"]["is_x"]["encoding"] == "numerical"
     start, stop = gt["sops"]["frac_x"]["residual"]
     assert model.residual_labels[start:stop] == ["frac_x"]
+
+
+def test_real_heads_and_padding_heads() -> None:
+    """sort has one head in layers 1 and 2 and none in layer 0, which the export pads with a
+    zero head; the README program's only head is frac_x's."""
+    sort = compiled("sort")
+    assert real_heads(sort) == [RealHead(1, 0, "target_pos"), RealHead(2, 0, "sort")]
+    assert padding_heads(sort) == [(0, 0)]
+    model = frac_model()
+    assert real_heads(model) == [(1, 0, "frac_x")] and padding_heads(model) == [(0, 0)]
+    heads = model.params["transformer/layer_0/attn/query"]["w"]
+    assert heads.shape[1] == model.model_config.key_size and not heads.any()
 
 
 def test_selector_width_is_a_head_then_an_mlp() -> None:

@@ -211,6 +211,157 @@ def test_to_tokens_rejects_mixed_lengths() -> None:
         tl_export.to_tokens(model, [["1"], ["1", "2"]])
 
 
+def test_to_tokens_reads_printed_tokens_and_to_str_tokens_reverses_it() -> None:
+    model = compiled("sort")  # integer tokens 1..4
+    enc = model.input_encoder.encoding_map
+    expected = [[enc["BOS"], enc[3], enc[1], enc[2]], [enc["BOS"], enc[4], enc[2], enc[1]]]
+    for given in ([[3, 1, 2], [4, 2, 1]], ["3 1 2", "4 2 1"], [["3", "1", "2"], [4, "2", 1]]):
+        assert tl_export.to_tokens(model, given).tolist() == expected, given
+    tokens = tl_export.to_tokens(model, ["3 1 2", "4 2 1"])
+    assert tl_export.to_str_tokens(model, tokens) == [["BOS", "3", "1", "2"], ["BOS", "4", "2", "1"]]
+    assert tl_export.to_str_tokens(model, tokens[1]) == ["BOS", "4", "2", "1"]
+    assert tl_export.to_str_tokens(model, [enc["PAD"]]) == ["PAD"]
+    with pytest.raises(
+        ValueError, match=r"unknown token '7' in input 1, position 2; the vocabulary is: 1 2 3 4"
+    ):
+        tl_export.to_tokens(model, ["3 1 2", "4 2 7"])
+    with pytest.raises(TypeError, match=r"pass \['3 1 2'\]"):
+        tl_export.to_tokens(model, "3 1 2")
+    with pytest.raises(ValueError, match=r"token ids \[9\] are not in the vocabulary \(ids 0..5\)"):
+        tl_export.to_str_tokens(model, [[enc["BOS"], 9]])
+
+
+def _scale_head(layer: int, head: int, factor: float):
+    def hook(act, hook):
+        act[:, :, head] = act[:, :, head] * factor
+        return act
+
+    return (f"blocks.{layer}.attn.hook_z", hook)
+
+
+def _cache_with_hooks(tl_model, tokens, hooks):
+    with torch.no_grad(), tl_model.hooks(fwd_hooks=hooks):
+        return tl_model.run_with_cache(tokens)[1]
+
+
+def test_read_sop_reads_every_sop_and_flags_damage() -> None:
+    """Clean: every SOp of the README's program reads as the evaluator computes it. Zeroing
+    frac_x's head gives 0, a value frac_x can take (wrong, not damaged); scaling it by 0.9
+    gives numbers frac_x never takes (damaged); halving sort's head leaves half a one-hot."""
+    from rasp_lab import rasp
+
+    is_x = rasp.numerical(rasp.Map(lambda t: 1 if t == "x" else 0, rasp.tokens)).named("is_x")
+    so_far = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("so_far")
+    frac = rasp.numerical(rasp.Aggregate(so_far, is_x, default=0)).named("frac_x")
+    model = rasp_lab.compile(frac, vocab={"x", "a", "b"}, max_seq_len=4)
+    tl_model = tl_export.to_transformer_lens(model, device="cpu")
+    inputs = [["x", "a", "x", "b"], ["a", "a", "x", "x"]]
+    tokens = tl_export.to_tokens(model, inputs)
+    with torch.no_grad():
+        _, cache = tl_model.run_with_cache(tokens)
+    for sop, hook in (
+        (rasp.tokens, "blocks.0.hook_resid_pre"),
+        (rasp.indices, "blocks.0.hook_resid_pre"),
+        (is_x, "blocks.0.hook_resid_post"),
+        (frac, "blocks.1.hook_resid_mid"),
+    ):
+        reading = tl_export.read_sop(model, cache, sop)
+        assert reading.hook == hook == tl_export.sop_hook(model, sop.label)
+        assert not reading.any_damaged
+        for got, xs in zip(reading.values, inputs):
+            assert got == pytest.approx(rasp.evaluate(sop, xs), abs=1e-5), (sop.label, got)
+    zeroed = _cache_with_hooks(tl_model, tokens, [_scale_head(1, 0, 0.0)])
+    scaled = _cache_with_hooks(tl_model, tokens, [_scale_head(1, 0, 0.9)])
+    reading = tl_export.read_sop(model, zeroed, "frac_x")
+    assert reading.values == [[0.0] * 4] * 2 and not reading.any_damaged
+    reading = tl_export.read_sop(model, scaled, "frac_x")
+    assert reading.damaged == [[True] * 4, [False, False, True, True]]  # 0.9 * 0 is still 0
+    assert reading.values[0] == [None] * 4 and reading.values[1][2:] == [None, None]
+    assert reading.values[1][:2] == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert tl_export.read_sop(model, scaled, "is_x").values == [[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 1.0]]
+
+    sort_model, sort_tl = compiled("sort"), exported("sort")
+    tokens = tl_export.to_tokens(sort_model, ["3 1 2"])
+    halved = _cache_with_hooks(sort_tl, tokens, [_scale_head(2, 0, 0.5)])
+    no_mlp = _cache_with_hooks(sort_tl, tokens, [("blocks.1.hook_mlp_out", lambda act, hook: act * 0.0)])
+    reading = tl_export.read_sop(sort_model, halved, "sort")
+    assert reading.damaged == [[True, True, True]] and reading.values == [[None, None, None]]
+    assert reading.block.shape == (1, 3, len(sort_model.where("sort").directions))
+    # target_pos always has a value, so an empty block (its MLP zeroed) is damage; read after
+    # the last layer it is still empty
+    last = tl_export.read_sop(sort_model, no_mlp, "target_pos", hook="blocks.2.hook_resid_post")
+    assert last.hook == "blocks.2.hook_resid_post" and last.damaged == [[True, True, True]]
+    with pytest.raises(KeyError, match="'blocks.9.hook_resid_post' is not in the cache"):
+        tl_export.read_sop(sort_model, no_mlp, "sort", hook="blocks.9.hook_resid_post")
+    with pytest.raises(KeyError, match="'nope' is not an SOp of this model"):
+        tl_export.read_sop(sort_model, no_mlp, "nope")
+    with pytest.raises(ValueError, match=r"expected a residual \[batch, pos, \d+\], got shape \(3,\)"):
+        tl_export.read_sop(sort_model, {"blocks.0.hook_resid_pre": np.zeros(3)}, "tokens")
+
+
+def test_real_and_padding_heads() -> None:
+    """shuffle_dyck exports 7 layers x 4 heads: 7 real heads, 21 all-zero padding heads."""
+    model, tl_model = compiled("shuffle_dyck"), exported("shuffle_dyck")
+    real = tl_export.real_heads(model)
+    padding = tl_export.padding_heads(model)
+    assert (len(real), len(padding), tl_model.cfg.n_layers * tl_model.cfg.n_heads) == (7, 21, 28)
+    assert [(h.layer, h.head, h.sop) for h in real] == [
+        (0, 0, "length"),
+        (1, 0, "opens_()"),
+        (1, 1, "closes_()"),
+        (1, 2, "opens_[]"),
+        (1, 3, "closes_[]"),
+        (4, 0, "last_zero"),
+        (5, 0, "has_neg"),
+    ]
+    assert sorted([(h.layer, h.head) for h in real] + padding) == [
+        (lay, h) for lay in range(7) for h in range(4)
+    ]
+    sd = tl_model.state_dict()
+    for layer, head in padding:
+        for w in ("W_Q", "W_K", "W_V", "W_O"):
+            assert not sd[f"blocks.{layer}.attn.{w}"][head].any(), (layer, head, w)
+    for h in real:
+        assert sd[f"blocks.{h.layer}.attn.W_O"][h.head].abs().sum() > 0, h
+    gt = tl_export.ground_truth_circuit(model)
+    assert {(c["layer"], c["head"], c["sop"]) for c in gt["components"] if c["kind"] == "attn"} == set(real)
+
+
+@pytest.mark.parametrize("name", ["sort", "frac_prevs", "count_distinct"])
+def test_circuit_discovery_export_has_the_same_outputs(name: str) -> None:
+    """for_circuit_discovery turns on the three hooks ACDC asserts; logits and every residual
+    equal the plain export's, and hook_result holds each head's own output."""
+    model, plain = compiled(name), exported(name)
+    tl_model = tl_export.to_transformer_lens(model, device="cpu", for_circuit_discovery=True)
+    assert tl_model.cfg.use_attn_result and tl_model.cfg.use_split_qkv_input and tl_model.cfg.use_hook_mlp_in
+    assert not (plain.cfg.use_attn_result or plain.cfg.use_split_qkv_input or plain.cfg.use_hook_mlp_in)
+    n = registry.get(name).max_seq_len
+    inputs = [xs for xs in inputs_for(name) if len(xs) == n][:100]
+    tokens = tl_export.to_tokens(model, inputs)
+    with torch.no_grad():
+        logits, cache = tl_model.run_with_cache(tokens)
+        plain_logits, plain_cache = plain.run_with_cache(tokens)
+    np.testing.assert_allclose(logits.numpy(), plain_logits.numpy(), atol=1e-5)
+    assert tl_export.decode_logits(model, logits) == tl_export.decode_logits(model, plain_logits)
+    for layer in range(tl_model.cfg.n_layers):
+        np.testing.assert_allclose(
+            cache[f"blocks.{layer}.hook_resid_post"].numpy(),
+            plain_cache[f"blocks.{layer}.hook_resid_post"].numpy(),
+            atol=1e-5,
+        )
+        result = cache[f"blocks.{layer}.attn.hook_result"]  # [batch, pos, heads, d_model]
+        assert result.shape == (len(inputs), n + 1, tl_model.cfg.n_heads, tl_model.cfg.d_model)
+        with torch.no_grad():
+            per_head = torch.einsum(
+                "bphd,hdm->bphm", cache[f"blocks.{layer}.attn.hook_z"], tl_model.blocks[layer].attn.W_O
+            )
+        np.testing.assert_allclose(result.numpy(), per_head.numpy(), atol=1e-5)
+        assert cache[f"blocks.{layer}.hook_q_input"].shape == result.shape
+        np.testing.assert_allclose(
+            cache[f"blocks.{layer}.hook_mlp_in"].numpy(), cache[f"blocks.{layer}.hook_resid_mid"].numpy()
+        )
+
+
 def test_ground_truth_circuit_is_reexported() -> None:
     assert tl_export.ground_truth_circuit is circuit.ground_truth_circuit
 
@@ -287,3 +438,77 @@ def test_import_without_torch_says_what_to_install() -> None:
     assert done.returncode == 0, done.stderr
     assert "IMPORTERROR" in done.stdout
     assert "rasp-lab[tl]" in done.stdout and "--index-url https://download.pytorch.org/whl/cpu" in done.stdout
+
+
+def _edge_hooks(model, cache, src: str, dst: str, role, delta_row=None):
+    """Forward hooks that subtract `src`'s output from `dst`'s input `role` (zero ablation),
+    or, with `delta_row`, replace row 0's copy of it by row `delta_row`'s (resampling)."""
+    last = model.model_config.num_layers - 1
+    if src == "embed":
+        out = cache["blocks.0.hook_resid_pre"]
+    elif src.startswith("a"):
+        layer, head = (int(x) for x in src[1:].split(".h"))
+        out = cache[f"blocks.{layer}.attn.hook_result"][:, :, head]
+    else:
+        out = cache[f"blocks.{int(src[1:])}.hook_mlp_out"]
+    delta = -out if delta_row is None else (out[delta_row] - out[0])[None].expand_as(out) * _row0(out)
+    if dst == "unembed":
+        hook, index = f"blocks.{last}.hook_resid_post", (slice(None),)
+    elif dst.startswith("a"):
+        layer, head = (int(x) for x in dst[1:].split(".h"))
+        hook, index = f"blocks.{layer}.hook_{role}_input", (slice(None), slice(None), head)
+    else:
+        hook, index = f"blocks.{int(dst[1:])}.hook_mlp_in", (slice(None),)
+
+    def patch(act, hook):
+        act[index] = act[index] + delta
+        return act
+
+    return [(hook, patch)]
+
+
+def _row0(out):
+    mask = torch.zeros(out.shape[0], *([1] * (out.ndim - 1)))
+    mask[0] = 1.0
+    return mask
+
+
+@pytest.mark.parametrize("name", ["sort", "count_distinct"])
+def test_verified_circuit_holds_in_transformer_lens(name: str) -> None:
+    """verify_circuit's witnesses, replayed as TransformerLens edge patches (hook_result /
+    hook_mlp_out / hook_resid_pre subtracted from hook_{q,k,v}_input / hook_mlp_in), change
+    the output SOp; zero-ablating any non-edge leaves the logits exactly as they were."""
+    from rasp_lab.circuit_formats import verify_circuit
+
+    model = compiled(name)
+    tl_model = tl_export.to_transformer_lens(model, device="cpu", for_circuit_discovery=True)
+    result = verify_circuit(model, max_inputs=600)
+    output, last = model.output_location.label, f"blocks.{model.model_config.num_layers - 1}.hook_resid_post"
+
+    def reading(tokens, hooks):
+        with torch.no_grad(), tl_model.hooks(fwd_hooks=hooks):
+            logits, cache = tl_model.run_with_cache(tokens)
+        r = tl_export.read_sop(model, cache, output, hook=last)
+        return logits, cache, [(v, d) for v, d in zip(r.values[0], r.damaged[0])]
+
+    checked = 0
+    for e in result["edges"]:
+        for kind in ("zero", "resample"):
+            witness = e[kind]
+            if witness is None:
+                continue
+            rows = [witness] if kind == "zero" else list(witness)
+            tokens = tl_export.to_tokens(model, rows)
+            _, cache, clean = reading(tokens, [])
+            hooks = _edge_hooks(model, cache, e["src"], e["dst"], e["input"], None if kind == "zero" else 1)
+            _, _, ablated = reading(tokens, hooks)
+            assert ablated != clean, (kind, e)
+            checked += 1
+    assert checked >= 15
+    inputs = [xs for xs in inputs_for(name) if len(xs) == registry.get(name).max_seq_len][:50]
+    tokens = tl_export.to_tokens(model, inputs)
+    clean_logits, cache, _ = reading(tokens, [])
+    assert len(result["non_edges"]) >= 10
+    for n in result["non_edges"]:
+        logits, _, _ = reading(tokens, _edge_hooks(model, cache, n["src"], n["dst"], n["input"]))
+        assert torch.equal(logits, clean_logits), n
