@@ -581,6 +581,8 @@ class _Inference:
         keys, queries = self.sets.get(select.keys.label), self.sets.get(select.queries.label)
         if keys is None or queries is None:
             return
+        if isinstance(select.predicate, rasp.Comparison) and _comparable(keys | queries):
+            return  # a Comparison of numbers with numbers, or strings with strings, never raises
         exact = select.keys.label in self.exact and select.queries.label in self.exact
         key_values = [k for k in sorted(keys, key=order_key) if k is not None]
         query_values = [q for q in sorted(queries, key=order_key) if q is not None]
@@ -594,6 +596,12 @@ class _Inference:
                     select.predicate(key, query)
                 except Exception as err:
                     self._fail(select.label, (key, query), f"{type(err).__name__}({err})", exact)
+
+
+def _comparable(values: Iterable[Any]) -> bool:
+    """Whether every non-None value is a real number, or every one a string."""
+    present = [v for v in values if v is not None]
+    return all(isinstance(v, numbers.Real) for v in present) or all(isinstance(v, str) for v in present)
 
 
 def _same_selection(a: rasp.Selector, b: rasp.Selector) -> bool:
@@ -638,6 +646,8 @@ def mean_values(values: Iterable[Any], max_count: int, limit: int = MAX_NUMERICA
     )
     if not base:
         return set()
+    if isinstance(base[0], int) and max(abs(base[0]), abs(base[-1])) * max_count < 2**52:
+        return _integer_means(np.array(base, dtype=np.int64), max_count, limit)
     means: set = set()
     sums = {0}
     for count in range(1, max_count + 1):
@@ -648,3 +658,24 @@ def mean_values(values: Iterable[Any], max_count: int, limit: int = MAX_NUMERICA
         if len(means) > limit:
             return None
     return means
+
+
+def _integer_means(base: np.ndarray, max_count: int, limit: int) -> set | None:
+    """mean_values for integers, vectorised: each sum and count is exact in float64, so one
+    float64 division rounds the exact rational once, as Python's int / int does."""
+    means: list[np.ndarray] = []
+    sums = np.zeros(1, dtype=np.int64)
+    total = 0
+    for count in range(1, max_count + 1):
+        sums = np.unique((sums[:, None] + base[None, :]).reshape(-1))
+        if len(sums) > limit:
+            return None
+        means.append(np.unique(sums.astype(np.float64) / count))
+        total += len(means[-1])
+        if total > 4 * limit:
+            means = [np.unique(np.concatenate(means))]
+            total = len(means[0])
+            if total > limit:
+                return None
+    result = np.unique(np.concatenate(means)) if means else np.zeros(0)
+    return set(result.tolist()) if len(result) <= limit else None
