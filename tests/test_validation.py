@@ -218,3 +218,14 @@ def test_bad_arguments_raise():
         validate(lambda x: x, {1}, 3)
     with pytest.raises(ValueError, match="empty"):
         validate(rasp.tokens, [], 3)
+
+
+def test_a_comparison_of_strings_with_numbers_is_tried_pair_by_pair():
+    # Numbers with numbers never raise, so those pairs are not tried; a str key and an int
+    # query raise TypeError for LT, which validation reports with the pair.
+    mixed = rasp.Select(rasp.tokens, rasp.indices, LT).named("mixed")
+    problems = validate(rasp.SelectorWidth(mixed).named("w"), {"a"}, 2)
+    raised = only(problems, "predicate-raised")
+    assert raised.label == "mixed" and "TypeError" in raised.message and "'a'" in raised.message
+    numeric = rasp.Select(rasp.tokens, rasp.indices, LT).named("numeric")
+    assert validate(rasp.SelectorWidth(numeric).named("w"), {1, 2.5}, 2) == []
