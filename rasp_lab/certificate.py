@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
 from rasp_lab import rasp
 from rasp_lab.artifact import (
@@ -527,8 +528,10 @@ class _Checker:
             picked = group.configs[
                 :, [j for j, d in enumerate(group.directions) if d in key_col]
             ]  # [key configs, cols]
-            logits = q_configs @ table[:, cols] @ picked.T  # [queries, key configs]
-            key_size += (np.abs(q_configs) @ np.abs(table[:, cols]) @ np.abs(picked).T).max(axis=1)
+            # Configs are mostly one-hot rows: sparse products, not N^3 dense ones.
+            sub = table[:, cols]
+            logits = _sparse_product(q_configs, sub, picked)  # [queries, key configs]
+            key_size += _sparse_product(np.abs(q_configs), np.abs(sub), np.abs(picked)).max(axis=1)
             top = logits.max(axis=1)
             below = np.where(logits < top[:, None] - _TIE * scale, logits, -np.inf).max(axis=1)
             key_top += top
@@ -835,6 +838,13 @@ def _exact_mlp(configs: np.ndarray, mlp: MLPBlock, hidden: np.ndarray) -> bool:
         if gx is None or gw is None or not _fits(np.abs(x) @ np.abs(w), gx + gw):
             return False
     return True
+
+
+def _sparse_product(left: np.ndarray, middle: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """left @ middle @ right.T ([n, a] @ [a, b] @ [b, m] -> [n, m]) with the outer two as
+    sparse matrices (config rows hold a few non-zeros each)."""
+    inner = scipy.sparse.csr_matrix(left) @ middle  # [n, b], dense
+    return np.asarray((scipy.sparse.csr_matrix(right) @ inner.T).T)
 
 
 def _exact_pair_table(wa: np.ndarray, wb: np.ndarray, bias: np.ndarray, mlp: MLPBlock) -> bool:
