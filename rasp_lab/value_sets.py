@@ -670,7 +670,7 @@ def _integer_means(base: np.ndarray, max_count: int, limit: int) -> set | None:
         sums = np.unique((sums[:, None] + base[None, :]).reshape(-1))
         if len(sums) > limit:
             return None
-        means.append(np.unique(sums.astype(np.float64) / count))
+        means.append(sums.astype(np.float64) / count)  # sums are distinct: so are these
         total += len(means[-1])
         if total > 4 * limit:
             means = [np.unique(np.concatenate(means))]

@@ -752,8 +752,11 @@ def conjunction_weights(
         q_index = {v: n for n, v in enumerate(q_blocks[j].values)}
         k_index = {v: n for n, v in enumerate(k_blocks[i].values)}
         arr = np.zeros((q_blocks[j].width, k_blocks[i].width))  # [|query values|, |key values|]
-        for (q, k), bit in table.entries.items():
-            arr[q_index[q], k_index[k]] = 2.0 * bit
+        if table.entries:
+            pairs = table.entries.keys()
+            rows = np.fromiter((q_index[q] for q, _ in pairs), dtype=np.int64, count=len(pairs))
+            cols = np.fromiter((k_index[k] for _, k in pairs), dtype=np.int64, count=len(pairs))
+            arr[rows, cols] = 2.0 * np.fromiter(table.entries.values(), dtype=float, count=len(pairs))
         if (arr == arr[:1]).all():
             # The same for every query (e.g. TRUE): a key-only bias, not a dense table.
             bias[i] = bias.get(i, 0.0) + arr[0]

@@ -135,11 +135,11 @@ def _comparison_pairs(group: list[rasp.Selector], keys: list, queries: list) -> 
         rasp.Comparison.GEQ: np.greater_equal,
         rasp.Comparison.NEQ: np.not_equal,
     }[op]
-    out = []
-    for q in queries:
-        hits = np.flatnonzero(compare(k, float(q)))  # predicate(key, query)
-        out += [(q, keys[i]) for i in hits]
-    return out
+    hits = compare(
+        k[None, :], np.array(queries, dtype=float)[:, None]
+    )  # [queries, keys]: predicate(key, query)
+    q_at, k_at = np.nonzero(hits)
+    return list(zip([queries[i] for i in q_at.tolist()], [keys[i] for i in k_at.tolist()]))
 
 
 def sop_values(label: str, sets: ValueSets | Mapping[str, frozenset]) -> frozenset | None:
