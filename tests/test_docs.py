@@ -2,6 +2,10 @@
 collected by the root conftest.py); here, that the runner fails where the docs drift, that
 every block is collected, and the docs' other checks (needs markers, selector tables)."""
 
+import html
+import importlib
+import inspect
+import os
 import pathlib
 import re
 import runpy
@@ -229,3 +233,43 @@ def test_selector_tables_are_up_to_date():
     script = runpy.run_path(str(ROOT / "docs" / "make_selector_tables.py"))
     page = ROOT / "docs" / "selector_composition.md"
     assert script["render"](page.read_text()) == page.read_text()
+
+
+# ------------------------------------------------------------------ API reference
+
+
+def page_text(path: pathlib.Path) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", path.read_text())).split())
+
+
+@pytest.mark.slow
+def test_api_reference_builds_from_the_docstrings(tmp_path):
+    """docs/build_api.py (CI runs it) writes a page per public module, showing its docstrings."""
+    if os.environ.get("CI"):
+        importlib.import_module("pdoc")
+    else:
+        pytest.importorskip("pdoc", reason="the docs extra")
+    out = tmp_path / "api"
+    modules = runpy.run_path(str(ROOT / "docs" / "build_api.py"))["build"](out)
+    assert {
+        "rasp_lab",
+        "rasp_lab.compiling",
+        "rasp_lab.selectors",
+        "rasp_lab.testing",
+        "rasp_lab.programs",
+    } <= set(modules)
+    for name in modules:
+        assert (out / (name.replace(".", "/") + ".html")).is_file(), name
+    assert (out / "index.html").is_file() and (out / "search.js").is_file()
+
+    import rasp_lab
+    from rasp_lab import compiling, selectors, testing
+
+    for page, obj in [
+        ("rasp_lab.html", rasp_lab),
+        ("rasp_lab/compiling.html", compiling.compile),
+        ("rasp_lab/selectors.html", selectors.analyze),
+        ("rasp_lab/testing.html", testing.assert_compiles_exactly),
+    ]:
+        first_line = inspect.getdoc(obj).splitlines()[0].replace("`", "")
+        assert first_line in page_text(out / page), (page, first_line)
