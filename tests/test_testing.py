@@ -27,7 +27,9 @@ pytest_plugins = ["pytester"]
 # derandomize: the same few programs every run. Exploring many random programs is
 # test_compiler_random.py's job; here a rare program whose wide numerical MLP rounds
 # differently in another batch shape must not make the suite flaky.
-FEW = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+FEW = settings(
+    max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+)
 
 
 def nodes(program: rasp.RASPExpr) -> list[rasp.RASPExpr]:
@@ -67,6 +69,15 @@ def test_knobs_restrict_ops(program):
     assert rasp.is_numerical(program) or program in (rasp.tokens,)
 
 
+@settings(max_examples=100, deadline=None, database=None, derandomize=True)
+@given(programs(max_ops=2))
+def test_drawn_programs_never_read_numerical_length(program):
+    """Validation refuses numerical(length) (the model embeds length one-hot): a numerical
+    step reads length through a numerical Map of it instead."""
+    assert not [n for n in nodes(program) if isinstance(n, rasp.LengthType) and rasp.is_numerical(n)]
+    assert not [p for p in rasp_lab.validate(program, VOCAB, 3) if "length" in str(p)]
+
+
 @settings(max_examples=60, deadline=None, database=None)
 @given(programs(max_ops=6), inputs(VOCAB, 6))
 def test_categorical_aggregates_never_mix_unless_allowed(program, xs):
@@ -77,7 +88,9 @@ def test_mixing_knob_draws_mixing_aggregates():
     found = []
 
     @settings(max_examples=200, deadline=None, database=None)
-    @given(programs(max_ops=3, allow_mixing=True, ops=["Aggregate"], encodings=["categorical"]), inputs(VOCAB, 5))
+    @given(
+        programs(max_ops=3, allow_mixing=True, ops=["Aggregate"], encodings=["categorical"]), inputs(VOCAB, 5)
+    )
     def search(program, xs):
         try:
             rasp.evaluate(program, xs)
@@ -220,7 +233,9 @@ def test_a_program_that_does_not_compile_exactly_fails_the_assertion():
         assert_compiles_exactly(mixed_aggregate(), {"a", "b"}, 3)
     assert isinstance(info.value, rt.NotValid) and isinstance(info.value, rasp_lab.ValidationError)
     assert [p.label for p in info.value.problems] == ["mixed"]
-    assert str(info.value).startswith("the program can't be compiled exactly (1 problem):\n  - [error] mixed: ")
+    assert str(info.value).startswith(
+        "the program can't be compiled exactly (1 problem):\n  - [error] mixed: "
+    )
 
     with pytest.raises(AssertionError) as info:
         assert_compiles_exactly(parity(), "abcdef", 6)
@@ -243,7 +258,10 @@ def test_pytest_reports_a_program_that_does_not_compile_as_a_failed_check(pytest
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["E   *.NotValid: the program can't be compiled exactly (1 problem):", "E * - [[]error] mixed: on input *"]
+        [
+            "E   *.NotValid: the program can't be compiled exactly (1 problem):",
+            "E * - [[]error] mixed: on input *",
+        ]
     )
     assert "rasp_lab/testing/checks.py" not in result.stdout.str()  # __tracebackhide__: the test's own line
 
@@ -307,9 +325,13 @@ def test_a_broken_mlp_is_named(shifted_model):
 
     message = failure(corrupted(shifted_model, "transformer/layer_0/mlp/linear_2", rotate_outputs))
     # Length 1 outputs None whatever 'shift' holds; the first input of length 2 fails.
-    assert "input: [0, 0]" in message and "position 1 (0-based, BOS not counted): expected 2, got 0" in message
+    assert (
+        "input: [0, 0]" in message and "position 1 (0-based, BOS not counted): expected 2, got 0" in message
+    )
     assert "first departure from the evaluator: MLP 'shift' in layer 0\n" in message
-    assert "SOp 'shift' (categorical) at position 0: evaluator 1, residual after layer 0 MLP holds 0" in message
+    assert (
+        "SOp 'shift' (categorical) at position 0: evaluator 1, residual after layer 0 MLP holds 0" in message
+    )
 
 
 def test_a_broken_head_is_named(shifted_model):
@@ -332,7 +354,10 @@ def test_a_block_that_overwrites_an_earlier_sop_is_named(shifted_model):
         w[:, shift.start : shift.stop] += w[:, prev.start : prev.stop]
 
     message = failure(corrupted(shifted_model, "transformer/layer_1/attn/linear", also_write_into_shift))
-    assert "first departure from the evaluator: layer 1 attention (head 'prev' (layer 1, head 0)) changed SOp 'shift'" in message
+    assert (
+        "first departure from the evaluator: layer 1 attention (head 'prev' (layer 1, head 0)) changed SOp 'shift'"
+        in message
+    )
     assert "which MLP 'shift' in layer 0 computed correctly" in message
     # It still decodes as the right value, but its block is twice the one-hot.
     assert "evaluator 1, residual after layer 1 attention holds 1 (block {'shift:1': 2.0})" in message

@@ -467,7 +467,8 @@ def _programs(draw, min_ops: int, max_ops: int, knobs: _Knobs, with_length: bool
     if with_length and draw(st.booleans()):
         pools.categorical.append(rasp.length)
         if knobs.numerical:
-            pools.numerical.append(rasp.numerical(rasp.length))
+            # numerical(length) itself is refused: the model embeds length one-hot.
+            pools.numerical.append(rasp.numerical(rasp.Map(lambda x: x, rasp.length)))
     for _ in range(draw(st.integers(min_ops, max_ops))):
         ops = [op for op in _START_ORDER if op in knobs.ops]
         if pools.numerical:
