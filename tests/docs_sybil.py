@@ -223,16 +223,17 @@ DOCS = Sybil(
 
 
 def mark_documents(items) -> None:
-    """Marks the slow documents' blocks slow, and keeps each document on one xdist worker.
+    """Marks the slow documents' blocks slow.
 
-    A document's blocks share a namespace, so they must run in order in one process: the
-    xdist_group mark does that under `--dist loadgroup` (in pyproject.toml's addopts).
+    A document's blocks share a namespace, so they must run in order in one process:
+    `--dist loadfile` (pyproject.toml's addopts) keeps each file, a document included, on one
+    pytest-xdist worker. (xdist_group marks under `--dist loadgroup` did not: pytest-xdist's
+    workers read them before this conftest's hooks added them.)
     """
     for item in items:
         example = getattr(item, "example", None)
         if example is None or not DOCS.should_parse(pathlib.Path(example.path)):
             continue
         name = pathlib.Path(example.path).relative_to(ROOT).as_posix()
-        item.add_marker(pytest.mark.xdist_group(name))
         if name in SLOW_DOCUMENTS:
             item.add_marker(pytest.mark.slow)
