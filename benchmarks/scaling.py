@@ -63,6 +63,20 @@ def _best(fn, repeats: int) -> tuple[float, object]:
     return best, result
 
 
+def _budgeted(once, repeats: int, seconds: float) -> tuple[float | None, object]:
+    """(best time, model) of `repeats` compiles after a first one, or (None, an error
+    row) when a compile runs past `seconds` or refuses (a refusal is a result here)."""
+    try:
+        with budget(seconds):
+            once()
+        with budget(seconds * repeats):
+            return _best(once, repeats)
+    except OverBudget:
+        return None, {"error": f"over {seconds:g} s", "over": True}
+    except Exception as err:
+        return None, {"error": f"{type(err).__name__}: {str(err)[:60]}"}
+
+
 def ours(name: str, n: int, repeats: int, seconds: float) -> dict:
     import rasp_lab
 
@@ -74,15 +88,9 @@ def ours(name: str, n: int, repeats: int, seconds: float) -> dict:
             warnings.simplefilter("ignore")
             return rasp_lab.compile(program, vocab, n, require_exact=False)
 
-    try:
-        with budget(seconds):
-            once()
-        with budget(seconds * repeats):
-            taken, model = _best(once, repeats)
-    except OverBudget:
-        return {"error": f"over {seconds:g} s", "over": True}
-    except Exception as err:  # a refusal is a result here
-        return {"error": f"{type(err).__name__}: {str(err)[:60]}"}
+    taken, model = _budgeted(once, repeats, seconds)
+    if taken is None:
+        return model
     return {
         "seconds": taken,
         "certified": model.certificate.exact,
@@ -103,15 +111,9 @@ def tracr(name: str, n: int, repeats: int, seconds: float) -> dict | None:
     def once():
         return compiling.compile_rasp_to_model(program, vocab, n, compiler_bos="BOS")
 
-    try:
-        with budget(seconds):
-            once()
-        with budget(seconds * repeats):
-            taken, model = _best(once, repeats)
-    except OverBudget:
-        return {"error": f"over {seconds:g} s", "over": True}
-    except Exception as err:
-        return {"error": f"{type(err).__name__}"}
+    taken, model = _budgeted(once, repeats, seconds)
+    if taken is None:
+        return model
     return {"seconds": taken, "layers": model.model_config.num_layers, "residual": len(model.residual_labels)}
 
 
