@@ -579,12 +579,16 @@ class _Checker:
             out, total = _mlp_rows(mlp, configs, errors, np.count_nonzero(mlp.w_out, axis=0))
         self.bound[mlp.label] = _mlp_bound(loc.encoding, [(out[:-1], total[:-1])], out[-1], total[-1])
 
+    def _input_owners(self, mlp: MLPBlock) -> tuple[list, list]:
+        """(each input row's owner, None for ONE; the distinct owners, in order)."""
+        owner_of_row = [None if d == ONE else self._owner(d) for d in mlp.inputs]
+        return owner_of_row, list(dict.fromkeys(o for o in owner_of_row if o is not None))
+
     def _pair_table(self, mlp: MLPBlock) -> tuple[np.ndarray, np.ndarray, _Owner, _Owner] | None:
         """(each unit's input row from the first SOp, from the second) when the MLP is a
         lookup table over two categorical SOps too large to enumerate row by row: every unit
         reads one direction of each (a categorical SequenceMap's pair units)."""
-        owner_of_row = [None if d == ONE else self._owner(d) for d in mlp.inputs]
-        owners = list(dict.fromkeys(o for o in owner_of_row if o is not None))
+        owner_of_row, owners = self._input_owners(mlp)
         if len(owners) != 2 or not all(
             isinstance(o, str) and self.layout.sops[o].encoding is rasp.Encoding.CATEGORICAL for o in owners
         ):
@@ -736,8 +740,7 @@ class _Checker:
         LinearSequenceMap's units read one mean each): the output is then a sum of one
         function per SOp, and so is its error bound, so the SOps' values need not be
         combined. None when a unit reads two SOps. Units reading only ONE join the first."""
-        owner_of_row = [None if d == ONE else self._owner(d) for d in mlp.inputs]
-        owners = list(dict.fromkeys(o for o in owner_of_row if o is not None))
+        owner_of_row, owners = self._input_owners(mlp)
         if len(owners) < 2:
             return None
         reads = np.array([[o == owner for o in owner_of_row] for owner in owners])  # [owners, inputs]
