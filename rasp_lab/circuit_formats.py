@@ -18,7 +18,9 @@ benchmarks want one edge per pair of graph nodes. Here the circuit becomes:
   those (they are its placeholder and direct-computation edges).
 - `interpbench_circuit(model, granularity)`: nodes and (parent, child) edges named as
   InterpBench prints them: "component" (`embed`, `pos_embed`, `blocks.L.attn[h]`,
-  `blocks.L.mlp`; no output node), "acdc_hooks" (`hook_embed`, `blocks.L.hook_q_input[h]`,
+  `blocks.L.mlp`; no output node), "matrix" (`embed.W_E`, `pos_embed.W_pos`,
+  `blocks.L.attn.W_{Q,K,V,O}[h]` with Q, K and V feeding O, `blocks.L.mlp.W_in` feeding
+  `W_out`; no output node), "acdc_hooks" (`hook_embed`, `blocks.L.hook_q_input[h]`,
   `blocks.L.attn.hook_q[h]`, `blocks.L.attn.hook_result[h]`, `blocks.L.hook_mlp_in`, ...,
   `blocks.{last}.hook_resid_post`) and "sp_hooks" (the same without attn.hook_q/k/v).
 
@@ -26,6 +28,12 @@ Both follow the weights, not the RASP graph: a head whose query reads the bias d
 `one` or the BOS direction has an edge from the token embedding, which ACDC's Tracr ground
 truths include and InterpBench's RASP-derived ones leave out. Whether the token or the
 position embedding feeds an edge is read off `token_embed` and `pos_embed`.
+
+`iit_correspondence(model)` is the high-level -> low-level map that InterpBench's
+interchange-intervention training reads: each of the program's SOps -> the (hook, index)
+pairs of the head or MLP units computing it. `verify_correspondence(model)` runs interchange
+interventions on both sides (the model with those hooks taken from another input, the
+evaluator with that SOp's values taken from it) and counts agreements.
 
 `verify_circuit(model)` checks the circuit against the model itself (float64 numpy, the
 compact weights): each edge of the node graph comes with an input on which zero-ablating
@@ -48,9 +56,17 @@ import numpy as np
 from rasp_lab import naming, rasp
 from rasp_lab.circuit import _groups, ground_truth_circuit
 
-__all__ = ["GRANULARITIES", "acdc_edges", "interpbench_circuit", "node_edges", "verify_circuit"]
+__all__ = [
+    "GRANULARITIES",
+    "acdc_edges",
+    "iit_correspondence",
+    "interpbench_circuit",
+    "node_edges",
+    "verify_circuit",
+    "verify_correspondence",
+]
 
-GRANULARITIES = ("component", "acdc_hooks", "sp_hooks")
+GRANULARITIES = ("component", "matrix", "acdc_hooks", "sp_hooks")
 _ROLES = ("q", "k", "v")
 
 
@@ -140,29 +156,38 @@ def acdc_edges(
 
 def interpbench_circuit(model: Any, granularity: str = "component") -> dict[str, list]:
     """The circuit as InterpBench names it: {"nodes": [...], "edges": [(parent, child), ...]},
-    both in first-seen order, at `granularity` "component", "acdc_hooks" or "sp_hooks"."""
+    both in graph order, at `granularity` "component", "matrix", "acdc_hooks" or "sp_hooks"."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"unknown granularity {granularity!r}; choose one of {list(GRANULARITIES)}")
     edges: dict[tuple[str, str], None] = {}
     last = naming.tl(len(model.weights.layers) - 1, "hook_resid_post")
+    embeds = {
+        "component": {"embed": "embed", "pos_embed": "pos_embed"},
+        "matrix": {"embed": "embed.W_E", "pos_embed": "pos_embed.W_pos"},
+    }.get(granularity, {"embed": "hook_embed", "pos_embed": "hook_pos_embed"})
 
     def name(node: str, port: str | None) -> str:
         """A node's name; `port` is "out", or the input role ("q", "k", "v", "in", None)."""
-        if node in ("embed", "pos_embed"):
-            return node if granularity == "component" else f"hook_{node}"
+        if node in embeds:
+            return embeds[node]
         if node == "unembed":
             return last
         kind, layer, head = _parse(node)
         if granularity == "component":
             return naming.tl(layer, f"attn[{head}]" if kind == "attn" else "mlp")
+        if granularity == "matrix":
+            if kind == "mlp":
+                return naming.tl(layer, "mlp.W_out" if port == "out" else "mlp.W_in")
+            return naming.tl(layer, f"attn.W_{'O' if port == 'out' else port.upper()}[{head}]")
         if kind == "mlp":
             return naming.tl(layer, "hook_mlp_out" if port == "out" else "hook_mlp_in")
         if port == "out":
             return naming.tl(layer, f"attn.hook_result[{head}]")
         return naming.tl(layer, f"hook_{port}_input[{head}]")
 
+    without_output = granularity in ("component", "matrix")
     for (src, dst, role), vias in node_edges(model).items():
-        if granularity == "component" and dst == "unembed":
+        if without_output and dst == "unembed":
             continue
         sources = _split_embed(model, vias) if src == "embed" else [src]
         for s in sources:
@@ -184,6 +209,9 @@ def interpbench_circuit(model: Any, granularity: str = "component") -> dict[str,
 
 _STAGES = (
     "attn[",
+    "attn.W_Q",
+    "attn.W_K",
+    "attn.W_V",
     "hook_q_input",
     "hook_k_input",
     "hook_v_input",
@@ -191,13 +219,22 @@ _STAGES = (
     "attn.hook_k",
     "attn.hook_v",
 )
-_LATER = ("attn.hook_result", "mlp", "hook_mlp_in", "hook_mlp_out", "hook_resid_post")
+_LATER = (
+    "attn.hook_result",
+    "attn.W_O",
+    "mlp",
+    "mlp.W_in",
+    "mlp.W_out",
+    "hook_mlp_in",
+    "hook_mlp_out",
+    "hook_resid_post",
+)
 
 
 def _node_rank(name: str) -> tuple:
     """Graph order: embeddings, then layer by layer (head inputs, heads, MLP), output last."""
     if not name.startswith("blocks."):
-        return (-1, 0 if name in ("embed", "hook_embed") else 1, 0)
+        return (-1, 0 if name in ("embed", "embed.W_E", "hook_embed") else 1, 0)
     _, layer, rest = name.split(".", 2)
     head = int(rest[rest.index("[") + 1 : -1]) if rest.endswith("]") else 0
     part = rest.split("[")[0]
@@ -270,11 +307,17 @@ class _Forward:
         seq = ids.shape[1]
         self.mask = np.tril(np.ones((seq, seq), bool)) if model.causal else np.ones((seq, seq), bool)
         self.outputs: dict[str, np.ndarray] = {}
+        self.hidden: dict[int, np.ndarray] = {}
         self.final = self.run(record=True)
 
-    def _heads(self, lw: Any, x: np.ndarray, patch: tuple | None, layer: int) -> list[np.ndarray]:
+    def _heads(
+        self, lw: Any, x: np.ndarray, patch: tuple | None, layer: int, swap: dict[str, Any]
+    ) -> list[np.ndarray]:
         outs = []
         for h in range(len(lw.heads)):
+            if f"a{layer}.h{h}" in swap:
+                outs.append(swap[f"a{layer}.h{h}"])
+                continue
             inputs = {}
             for role in _ROLES:
                 if patch is not None and patch[0] == f"a{layer}.h{h}" and patch[1] == role:
@@ -292,22 +335,33 @@ class _Forward:
             outs.append(np.einsum("bqk,bkd->bqd", pattern, v) @ lw.w_o[h])
         return outs
 
-    def run(self, patch: tuple | None = None, record: bool = False) -> np.ndarray:
-        """The final residual; `patch` = (dst, role, delta [batch, seq, d_model])."""
+    def run(
+        self, patch: tuple | None = None, record: bool = False, swap: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """The final residual; `patch` = (dst, role, delta [batch, seq, d_model]) adds delta
+        to one node's input; `swap` replaces outputs: a head's ("a{l}.h{h}": [batch, seq,
+        d_model]) or an MLP layer's hidden units ("m{l}": [(start, stop, [batch, seq,
+        stop - start]), ...])."""
+        swap = swap or {}
         x = self.embed
         if record:
             self.outputs["embed"] = x
         for layer, lw in enumerate(self.model.weights.layers):
-            heads = self._heads(lw, x, patch, layer)
+            heads = self._heads(lw, x, patch, layer, swap)
             if record:
                 for h, out in enumerate(heads):
                     self.outputs[f"a{layer}.h{h}"] = out
             x = x + sum(heads) if heads else x
             if lw.mlps:
                 inp = x + patch[2] if patch is not None and patch[0] == f"m{layer}" else x
-                out = np.maximum(inp @ lw.w_1, 0.0) @ lw.w_2
+                hidden = np.maximum(inp @ lw.w_1, 0.0)  # [batch, seq, hidden units]
+                for start, stop, values in swap.get(f"m{layer}", ()):
+                    hidden = hidden.copy()
+                    hidden[..., start:stop] = values
+                out = hidden @ lw.w_2
                 if record:
                     self.outputs[f"m{layer}"] = out
+                    self.hidden[layer] = hidden
                 x = x + out
         if patch is not None and patch[0] == "unembed":
             x = x + patch[2]
@@ -473,3 +527,223 @@ def verify_circuit(
             )
         non_edges.append({"src": src, "dst": dst, "input": role, "shared": shared, "reason": reason})
     return {"edges": list(results.values()), "non_edges": non_edges, "inputs": searched}
+
+
+# ------------------------------------------------------------------ interchange interventions
+
+
+def _writers(model: Any) -> dict[str, list[dict[str, Any]]]:
+    """SOp label -> the components that write its residual directions (for a SelectorWidth,
+    its MLP; the head only writes the scratch direction the MLP reads)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for component in ground_truth_circuit(model)["components"]:
+        for label in component["writes"]:
+            if label in model.layout.sops:
+                out.setdefault(label, []).append(component)
+    return out
+
+
+def _program_sops(model: Any, program: rasp.SOp | None) -> set[str] | None:
+    """The labels of the program's own SOps (the compiler adds helpers such as "<label>_raw"
+    and "<label>_clean", which are part of computing their SOp, not high-level nodes); None
+    for a loaded model given no program."""
+    from rasp_lab.rasp.rewrite import topological
+
+    if program is None:
+        if model.is_loaded:
+            return None
+        program = model.program
+    return {node.label for node in topological(program) if isinstance(node, rasp.SOp)}
+
+
+def iit_correspondence(model: Any, program: rasp.SOp | None = None) -> dict[str, list[tuple[str, tuple]]]:
+    """The high-level -> low-level correspondence that interchange-intervention training
+    (InterpBench's SIIT) reads: each SOp a head or MLP computes -> the (hook, index) pairs
+    holding that computation, in TransformerLens names.
+
+    A head is `("blocks.L.attn.hook_result", (slice(None), slice(None), h, slice(None)))`,
+    the index `Ix[:, :, h, :]` (hook_result is [batch, pos, head, d_model]). An MLP is
+    `("blocks.L.mlp.hook_post", (None,))`, `Ix[[None]]`, when the layer's MLP computes that
+    SOp alone, or `(slice(None), slice(None), slice(start, stop))` over its hidden units when
+    it shares the layer. `iit.utils.index.TorchIndex(list(index))` turns an index into the
+    iit package's type. Embedded SOps (tokens, indices, constants) have no entry.
+
+    The keys are the program's SOps (`program` defaults to `model.program`); for a loaded
+    model given no program they are every SOp of the residual stream, the compiler's
+    helpers included."""
+    mlp_sops: dict[int, set[str]] = {}
+    writers = _writers(model)
+    own = _program_sops(model, program)
+    for label, components in writers.items():
+        for c in components:
+            if c["kind"] == "mlp":
+                mlp_sops.setdefault(c["layer"], set()).add(label)
+    out: dict[str, list[tuple[str, tuple]]] = {}
+    for label, components in writers.items():
+        if own is not None and label not in own:
+            continue
+        for c in components:
+            if c["kind"] == "attn":
+                entry = (
+                    naming.tl(c["layer"], "attn.hook_result"),
+                    (slice(None), slice(None), c["head"], slice(None)),
+                )
+            elif len(mlp_sops[c["layer"]]) == 1:
+                entry = (naming.tl(c["layer"], "mlp.hook_post"), (None,))
+            else:
+                entry = (
+                    naming.tl(c["layer"], "mlp.hook_post"),
+                    (slice(None), slice(None), slice(*c["neurons"])),
+                )
+            out.setdefault(label, []).append(entry)
+    return out
+
+
+def _near(value: Any, options: np.ndarray | frozenset) -> bool:
+    """`value` is one of `options`: exactly for categorical values, within float noise for a
+    number against a sorted float array."""
+    if isinstance(options, frozenset):
+        return value in options
+    if value is None or not isinstance(value, (int, float)):
+        return False
+    i = int(np.searchsorted(options, value))
+    near = options[max(0, i - 1) : i + 1]
+    return bool(near.size) and bool(np.min(np.abs(near - value)) <= 1e-9 * max(1.0, abs(value)))
+
+
+def _same(expected: list, got: list, numerical: bool, tolerance: float) -> bool:
+    if len(expected) != len(got):
+        return False
+    for e, g in zip(expected, got):
+        if e is None or g is None or not numerical:
+            if e != g:
+                return False
+        elif not abs(float(e) - float(g)) <= tolerance * max(1.0, abs(float(e))):
+            return False
+    return True
+
+
+def verify_correspondence(
+    model: Any,
+    *,
+    program: rasp.SOp | None = None,
+    inputs: Sequence[Sequence[Any]] | None = None,
+    max_inputs: int = 500,
+    seed: int = 0,
+    tolerance: float = 1e-3,
+) -> list[dict[str, Any]]:
+    """Interchange interventions on both sides of `iit_correspondence`, per SOp.
+
+    For each pair (base, source) of inputs of one length (each input with the next and the
+    one after among the searched inputs of its length), the model runs on base with the
+    SOp's hooks holding their values from source (float64 numpy, compact weights), and the
+    evaluator runs `program` on base with the SOp's values from source
+    (`trace(..., interventions=...)`). The decoded outputs must agree.
+
+    The claim is scoped to what the compiled model covers: a pair on which the intervened
+    program gives some SOp a value outside its compiled value set (interventions can mix
+    values no single input produces together) is counted in "out_of_range", and one on which
+    the program itself has no value (an EvaluationError) in "undefined"; neither is held
+    against the model. Returns one dict per SOp:
+
+        {"sop", "hooks": [(hook, index), ...], "pairs", "agree", "out_of_range",
+         "undefined",
+         "changes",                          # pairs where the intervention changes the output
+         "disagree": [(base, source, expected, got), ...] (at most 3)}
+
+    `program` defaults to `model.program` (a loaded model needs it given).
+    """
+    from rasp_lab.compiler.encoding import DecodingError
+    from rasp_lab.rasp.evaluator import EvaluationError, trace
+
+    if max_inputs < 1:
+        raise ValueError(f"max_inputs must be at least 1, got {max_inputs}")
+    program = model.program if program is None else program
+    sets = model.value_sets if not model.is_loaded else None
+    allowed = {}
+    if sets is not None:
+        for label, values in sets.sets.items():
+            if values is None:
+                continue
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            is_numerical = len(numbers) == len(values)
+            allowed[label] = np.sort(np.asarray(numbers, float)) if is_numerical else values
+    numerical = model.output_location.encoding is rasp.Encoding.NUMERICAL
+    correspondence = iit_correspondence(model, program)
+    writers = _writers(model)
+    pool = [list(xs) for xs in inputs] if inputs is not None else _inputs(model, max_inputs, seed)
+    by_length: dict[int, list[list]] = {}
+    for xs in pool:
+        by_length.setdefault(len(xs), []).append(xs)
+    results = {
+        label: {
+            "sop": label,
+            "hooks": hooks,
+            "pairs": 0,
+            "agree": 0,
+            "out_of_range": 0,
+            "undefined": 0,
+            "changes": 0,
+            "disagree": [],
+        }
+        for label, hooks in correspondence.items()
+    }
+    for n in sorted(by_length):
+        batch = by_length[n]
+        if len(batch) < 2:
+            continue
+        ids = model.encode_batch(batch)
+        forward = _Forward(model, ids)
+        traces = []
+        for xs in batch:
+            try:
+                traces.append(trace(program, xs, causal=model.causal).by_label())
+            except EvaluationError:
+                traces.append(None)
+        for shift in range(1, min(3, len(batch))):
+            for label, result in results.items():
+                swap: dict[str, Any] = {}
+                for c in writers[label]:
+                    if c["kind"] == "attn":
+                        swap[c["name"]] = np.roll(forward.outputs[c["name"]], shift, axis=0)
+                    else:
+                        start, stop = c["neurons"]
+                        hidden = np.roll(forward.hidden[c["layer"]][..., start:stop], shift, axis=0)
+                        swap.setdefault(c["name"], []).append((start, stop, hidden))
+                final = forward.run(swap=swap)
+                for row, base in enumerate(batch):
+                    source_row = (row - shift) % len(batch)
+                    result["pairs"] += 1
+                    if traces[row] is None or traces[source_row] is None:
+                        result["undefined"] += 1
+                        continue
+                    try:
+                        expected = trace(
+                            program,
+                            base,
+                            causal=model.causal,
+                            interventions={label: traces[source_row][label]},
+                        ).by_label()
+                    except EvaluationError:
+                        result["undefined"] += 1
+                        continue
+                    if any(
+                        not _near(v, allowed[sop])
+                        for sop, values in expected.items()
+                        if sop in allowed and isinstance(values, list)
+                        for v in values
+                    ):
+                        result["out_of_range"] += 1
+                        continue
+                    try:
+                        got = model.decode(final[row : row + 1], ids[row : row + 1])[0]
+                    except DecodingError:
+                        got = None
+                    want = expected[program.label]
+                    if not _same(want, traces[row][program.label], numerical, tolerance):
+                        result["changes"] += 1
+                    if got is not None and _same(want, got, numerical, tolerance):
+                        result["agree"] += 1
+                    elif len(result["disagree"]) < 3:
+                        result["disagree"].append((base, batch[source_row], want, got))
+    return list(results.values())

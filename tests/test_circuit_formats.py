@@ -13,7 +13,16 @@ from rasp_lab.programs import registry
 
 import rasp_lab
 from rasp_lab import rasp
-from rasp_lab.circuit_formats import acdc_edges, interpbench_circuit, node_edges, verify_circuit
+from rasp_lab.circuit_formats import (
+    acdc_edges,
+    iit_correspondence,
+    interpbench_circuit,
+    node_edges,
+    verify_circuit,
+    verify_correspondence,
+)
+from rasp_lab.compiler.model import NotAvailable
+from rasp_lab.evaluator import trace
 
 
 def frac_model() -> rasp_lab.CompiledModel:
@@ -106,8 +115,156 @@ def test_interpbench_circuit_golden() -> None:
     assert ("blocks.1.hook_v_input[0]", "blocks.1.attn.hook_result[0]") in sp["edges"] and len(
         sp["edges"]
     ) == 11
-    with pytest.raises(ValueError, match="unknown granularity 'matrix'; choose one of"):
-        interpbench_circuit(model, "matrix")
+    with pytest.raises(ValueError, match="unknown granularity 'hooks'; choose one of"):
+        interpbench_circuit(model, "hooks")
+
+
+def test_interpbench_matrix_granularity_golden() -> None:
+    """InterpBench's "matrix" circuit: embeddings W_E / W_pos; each head's W_Q, W_K, W_V
+    feeding its W_O; each MLP's W_in feeding its W_out; a parent's output matrix feeds the
+    child's input matrix of the role that reads it; no output node (as for "component")."""
+    matrix = interpbench_circuit(frac_model(), "matrix")
+    assert matrix["nodes"] == [
+        "embed.W_E",
+        "pos_embed.W_pos",
+        "blocks.0.mlp.W_in",
+        "blocks.0.mlp.W_out",
+        "blocks.1.attn.W_Q[0]",
+        "blocks.1.attn.W_K[0]",
+        "blocks.1.attn.W_V[0]",
+        "blocks.1.attn.W_O[0]",
+    ]
+    assert sorted(matrix["edges"]) == sorted(
+        [
+            ("embed.W_E", "blocks.0.mlp.W_in"),
+            ("blocks.0.mlp.W_in", "blocks.0.mlp.W_out"),
+            ("embed.W_E", "blocks.1.attn.W_Q[0]"),
+            ("pos_embed.W_pos", "blocks.1.attn.W_Q[0]"),
+            ("embed.W_E", "blocks.1.attn.W_K[0]"),
+            ("pos_embed.W_pos", "blocks.1.attn.W_K[0]"),
+            ("blocks.0.mlp.W_out", "blocks.1.attn.W_V[0]"),
+            ("blocks.1.attn.W_Q[0]", "blocks.1.attn.W_O[0]"),
+            ("blocks.1.attn.W_K[0]", "blocks.1.attn.W_O[0]"),
+            ("blocks.1.attn.W_V[0]", "blocks.1.attn.W_O[0]"),
+        ]
+    )
+
+
+def test_matrix_granularity_has_one_node_per_weight_matrix_of_the_circuit() -> None:
+    """On a model with two heads in a layer and a shared MLP layer (pair_balance), the matrix
+    circuit's components are exactly the component circuit's, each split into its matrices."""
+    entry = registry.get("pair_balance")
+    model = rasp_lab.compile(entry.build(), entry.vocab, entry.max_seq_len, causal=entry.causal)
+    component = interpbench_circuit(model, "component")
+    matrix = interpbench_circuit(model, "matrix")
+    expected = []
+    for node in component["nodes"]:
+        if node == "embed":
+            expected.append("embed.W_E")
+        elif node == "pos_embed":
+            expected.append("pos_embed.W_pos")
+        elif node.endswith(".mlp"):
+            expected += [f"{node}.W_in", f"{node}.W_out"]
+        else:
+            base, head = node[: -len("[0]")], node[-3:]
+            expected += [f"{base}.W_{m}{head}" for m in "QKVO"]
+    assert sorted(matrix["nodes"]) == sorted(expected)
+    collapse = {n: n.split(".W_")[0] + (n[-3:] if ".attn.W_" in n else "") for n in matrix["nodes"]}
+    between = {(collapse[a], collapse[b]) for a, b in matrix["edges"] if collapse[a] != collapse[b]}
+    assert between == set(component["edges"])
+
+
+def test_iit_correspondence_golden() -> None:
+    """Each SOp -> the hook holding its computation, as InterpBench's SIIT indexes it: a
+    head's hook_result at Ix[:, :, h, :]; a whole MLP layer's hook_post at Ix[[None]]; an MLP
+    layer shared by several SOps at each one's hidden units."""
+    all_ = slice(None)
+    assert iit_correspondence(frac_model()) == {
+        "is_x": [("blocks.0.mlp.hook_post", (None,))],
+        "frac_x": [("blocks.1.attn.hook_result", (all_, all_, 0, all_))],
+    }
+    entry = registry.get("pair_balance")
+    model = rasp_lab.compile(entry.build(), entry.vocab, entry.max_seq_len, causal=entry.causal)
+    assert iit_correspondence(model) == {
+        "bools_open_()": [("blocks.0.mlp.hook_post", (all_, all_, slice(0, 1)))],
+        "bools_close_()": [("blocks.0.mlp.hook_post", (all_, all_, slice(1, 2)))],
+        "opens_()": [("blocks.1.attn.hook_result", (all_, all_, 0, all_))],
+        "closes_()": [("blocks.1.attn.hook_result", (all_, all_, 1, all_))],
+        "pair_balance": [("blocks.1.mlp.hook_post", (None,))],
+    }
+
+
+def test_iit_correspondence_keys_are_the_programs_sops() -> None:
+    """A categorical SelectorWidth that a head averages is compiled as "<label>_raw" plus a
+    clean-up under its own label: only the program's own SOp is a high-level node."""
+    entry = registry.get("count_less_freq")
+    model = rasp_lab.compile(entry.build(), entry.vocab, entry.max_seq_len)
+    assert "hist_raw" in model.layout.sops
+    assert set(iit_correspondence(model)) == {"hist", "count_less_freq"}
+
+
+def test_verify_correspondence_golden() -> None:
+    """Every length-1..4 input, each paired with the next two of its length (240 pairs):
+    swapping either SOp's hook changes frac_x on 186 pairs, and the model agrees with the
+    intervened program on all 240."""
+    results = verify_correspondence(frac_model())
+    assert [
+        (r["sop"], r["pairs"], r["agree"], r["out_of_range"], r["undefined"], r["changes"]) for r in results
+    ] == [
+        ("is_x", 240, 240, 0, 0, 186),
+        ("frac_x", 240, 240, 0, 0, 186),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["sort", "pair_balance", "count_distinct", "paper_hist_nobos", "detect_pattern"]
+)
+def test_verify_correspondence_on_zoo_programs(name: str) -> None:
+    """Interchange interventions agree with the program on every pair in range, and change
+    the output on some pair for every SOp but those the output can't see within a length."""
+    entry = registry.get(name)
+    model = rasp_lab.compile(entry.build(), entry.vocab, entry.max_seq_len, causal=entry.causal)
+    results = verify_correspondence(model, max_inputs=300)
+    assert {r["sop"] for r in results} == set(iit_correspondence(model))
+    for r in results:
+        assert r["pairs"] >= 400, r
+        assert r["disagree"] == [] and r["agree"] == r["pairs"] - r["out_of_range"] - r["undefined"], r
+        assert r["agree"] >= r["pairs"] // 2, r
+    assert sum(r["changes"] > 0 for r in results) >= len(results) - 1
+
+
+def test_verify_correspondence_catches_a_wrong_high_level_model() -> None:
+    """The check can fail: against a program whose is_x marks "a" instead of "x" (same
+    labels, so the same correspondence), the model disagrees on the pairs where it matters."""
+    wrong_is_x = rasp.numerical(rasp.Map(lambda t: 1 if t == "a" else 0, rasp.tokens)).named("is_x")
+    so_far = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("so_far")
+    wrong = rasp.numerical(rasp.Aggregate(so_far, wrong_is_x, default=0)).named("frac_x")
+    results = verify_correspondence(frac_model(), program=wrong)
+    for r in results:
+        assert r["agree"] < r["pairs"] and len(r["disagree"]) == 3, r
+        base, source, expected, got = r["disagree"][0]
+        assert expected != got and len(base) == len(source)
+
+
+def test_verify_correspondence_on_a_loaded_model_needs_the_program(tmp_path) -> None:
+    model = frac_model()
+    loaded = rasp_lab.load(model.save(tmp_path / "frac.npz"))
+    with pytest.raises(NotAvailable, match="program"):
+        verify_correspondence(loaded)
+    results = verify_correspondence(loaded, program=model.program)
+    assert [(r["sop"], r["agree"]) for r in results] == [("is_x", 240), ("frac_x", 240)]
+
+
+def test_evaluator_interventions() -> None:
+    """trace(..., interventions=) sets an SOp's values and recomputes what reads it; an
+    unknown label or a wrong number of values is an error naming the label."""
+    program = frac_model().program
+    t = trace(program, ["x", "a", "x"], interventions={"is_x": [0, 0, 1]}).by_label()
+    assert t["is_x"] == [0, 0, 1] and t["frac_x"] == [0, 0, 1 / 3]
+    with pytest.raises(KeyError, match="'nope'.*no SOp of that label"):
+        trace(program, ["x"], interventions={"nope": [1]})
+    with pytest.raises(ValueError, match=r"'is_x': 2 values \[1, 0\] for an input of length 3"):
+        trace(program, ["x", "a", "b"], interventions={"is_x": [1, 0]})
 
 
 def test_verify_circuit_golden() -> None:

@@ -512,3 +512,49 @@ def test_verified_circuit_holds_in_transformer_lens(name: str) -> None:
     for n in result["non_edges"]:
         logits, _, _ = reading(tokens, _edge_hooks(model, cache, n["src"], n["dst"], n["input"]))
         assert torch.equal(logits, clean_logits), n
+
+
+@pytest.mark.parametrize("name", ["sort", "pair_balance", "detect_pattern"])
+def test_iit_correspondence_holds_in_transformer_lens(name: str) -> None:
+    """iit_correspondence's (hook, index) pairs, patched in the circuit-discovery export with
+    the values of another input of the same length (the interchange interventions of
+    InterpBench's SIIT), give what the program gives with that SOp's values swapped in."""
+    from rasp_lab.circuit_formats import iit_correspondence
+    from rasp_lab.evaluator import EvaluationError, trace
+
+    model = compiled(name)
+    tl_model = tl_export.to_transformer_lens(model, device="cpu", for_circuit_discovery=True)
+    numerical = model.output_encoder.encoding_map is None
+    inputs = [xs for xs in inputs_for(name) if len(xs) == registry.get(name).max_seq_len][:40]
+    tokens = tl_export.to_tokens(model, inputs)
+    with torch.no_grad():
+        _, cache = tl_model.run_with_cache(tokens)
+    changed = 0
+    for label, hooks in iit_correspondence(model).items():
+
+        def patch(act, hook, index):
+            index = (...,) if index == (None,) else index
+            act[index] = cache[hook.name].roll(1, dims=0)[index]
+            return act
+
+        fwd = [(h, lambda act, hook, index=index: patch(act, hook, index)) for h, index in hooks]
+        with torch.no_grad(), tl_model.hooks(fwd_hooks=fwd):
+            got = tl_export.decode_logits(model, tl_model(tokens))
+        for row, base in enumerate(inputs):
+            source = inputs[row - 1]
+            try:
+                swapped = trace(model.program, source, causal=model.causal).by_label()[label]
+                want = trace(
+                    model.program, base, causal=model.causal, interventions={label: swapped}
+                ).by_label()[model.program.label]
+            except EvaluationError:
+                continue
+            assert all(same(w, g, numerical) for w, g in zip(want, got[row])), (
+                label,
+                base,
+                source,
+                want,
+                got[row],
+            )
+            changed += want != model.run(base)
+    assert changed >= 10

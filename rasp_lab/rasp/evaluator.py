@@ -50,8 +50,18 @@ class Trace(dict):
         return {node.label: value for node, value in self.items()}
 
 
-def trace(expr: rasp.RASPExpr, xs: Sequence[Any], *, causal: bool = False) -> Trace:
-    """Evaluate `expr` and every node under it on `xs`; a mapping node -> value."""
+def trace(
+    expr: rasp.RASPExpr,
+    xs: Sequence[Any],
+    *,
+    causal: bool = False,
+    interventions: Mapping[str, Sequence[Any]] | None = None,
+) -> Trace:
+    """Evaluate `expr` and every node under it on `xs`; a mapping node -> value.
+
+    `interventions` maps SOp labels to the values (one per position) that SOp takes instead
+    of its own, with everything downstream recomputed from them: the high-level side of an
+    interchange intervention (rasp_lab.circuit_formats.verify_correspondence)."""
     if not isinstance(expr, rasp.RASPExpr):
         raise TypeError(f"evaluate() takes a RASP expression, got {type(expr).__name__} {expr!r}")
     if isinstance(xs, bytes):
@@ -71,15 +81,38 @@ def trace(expr: rasp.RASPExpr, xs: Sequence[Any], *, causal: bool = False) -> Tr
         except TypeError as err:
             raise TypeError(f"evaluate() takes a sequence of tokens, got {type(xs).__name__}") from err
     xs = list(xs)
+    nodes = topological(expr)
+    forced = _checked_interventions(nodes, interventions or {}, len(xs))
     values: dict[int, Any] = {}
     result = Trace()
-    for node in topological(expr):
-        value = _evaluate_node(node, xs, values, causal)
+    for node in nodes:
+        value = forced[node.label] if node.label in forced else _evaluate_node(node, xs, values, causal)
         values[id(node)] = value
         result[node] = value
     if causal and isinstance(expr, rasp.Selector):
         result[expr] = _causal(result[expr])
     return result
+
+
+def _checked_interventions(
+    nodes: Sequence[rasp.RASPExpr], interventions: Mapping[str, Sequence[Any]], n: int
+) -> dict[str, list]:
+    """The interventions as lists, after checking each names an SOp of the program and gives
+    one value per position."""
+    sops = {node.label for node in nodes if isinstance(node, rasp.SOp)}
+    out = {}
+    for label, values in interventions.items():
+        if label not in sops:
+            raise KeyError(
+                f"intervention on {label!r}: the program has no SOp of that label; its SOps are {sorted(sops)}"
+            )
+        values = list(values)
+        if len(values) != n:
+            raise ValueError(
+                f"intervention on {label!r}: {len(values)} values {values!r} for an input of length {n}"
+            )
+        out[label] = values
+    return out
 
 
 def _causal(matrix: list[list[bool]]) -> list[list[bool]]:
