@@ -760,7 +760,9 @@ def plot_qk_table(
     rows = [str(d) for d in block.query]
     cols = [str(d) for d in block.key]
     big = max(w.shape) > 30
-    cell, tick_size = (0.22, 6.0) if big else (0.32, 8.0)
+    # Cells sized for their numbers: 8 pt (7 pt in tables over 30 directions) is the smallest
+    # a reader takes in at 100% zoom.
+    cell, tick_size, number_size = (0.3, 6.0, 7.0) if big else (0.42, 8.0, 8.0)
     title = _head_title(layer, index, block) + "\nQK table in table units (before coldness); \u25cf selected"
     # Lay out in inches: labels measured, then the table, the colour bar and the title placed.
     fig = _new_figure(1.0, 1.0, dpi)
@@ -796,7 +798,7 @@ def plot_qk_table(
                 f"{w[r, c]:g}",
                 ha="center",
                 va="top",
-                fontsize=5 if big else 6,
+                fontsize=number_size,
                 color="white" if _dark(w[r, c], norm) else "black",
             )
     marked = np.argwhere(_selected(block, _bos_direction(model)))
