@@ -558,3 +558,47 @@ def test_iit_correspondence_holds_in_transformer_lens(name: str) -> None:
             )
             changed += want != model.run(base)
     assert changed >= 10
+
+
+@pytest.mark.parametrize("name", ["sort", "shuffle_dyck"])
+def test_benchmark_formats_name_hooks_of_the_export(name: str) -> None:
+    """Every hook that acdc_edges, interpbench_circuit's hook granularities and
+    iit_correspondence name exists in the circuit-discovery export, and every index they
+    give selects a non-empty part of its activation (head indices on the head axis, neuron
+    ranges inside d_mlp): ACDC and InterpBench can't be installed here, so this is the check
+    that their hook lookups would succeed."""
+    from rasp_lab.circuit_formats import acdc_edges, iit_correspondence, interpbench_circuit
+
+    model = compiled(name)
+    tl_model = tl_export.to_transformer_lens(model, device="cpu", for_circuit_discovery=True)
+    with torch.no_grad():
+        _, cache = tl_model.run_with_cache(tl_export.to_tokens(model, [inputs_for(name)[-1]]))
+
+    def check(hook: str, index: tuple) -> None:
+        assert hook in tl_model.hook_dict, hook
+        act = cache[hook]
+        if index == (None,):
+            return
+        if len(index) == 3 and index[:2] == (None, None):  # ACDC's head index [:, :, h]
+            assert act.ndim == 4 and index[2] < act.shape[2], (hook, index, act.shape)
+            return
+        assert act[index].numel() > 0, (hook, index, act.shape)
+
+    edges = acdc_edges(model, split_embeddings=True)
+    for child, child_index, parent, parent_index in edges:
+        check(child, child_index)
+        check(parent, parent_index)
+    for granularity in ("acdc_hooks", "sp_hooks"):
+        for node in interpbench_circuit(model, granularity)["nodes"]:
+            hook, _, head = node.partition("[")
+            check(hook, (None, None, int(head[:-1])) if head else (None,))
+    for hooks in iit_correspondence(model).values():
+        for hook, index in hooks:
+            check(hook, index)
+    parameters = dict(tl_model.named_parameters())
+    for node in interpbench_circuit(model, "matrix")["nodes"]:
+        matrix, _, head = node.partition("[")
+        assert matrix in parameters, node
+        if head:  # W_Q, W_K, W_V, W_O are [n_heads, ...]
+            assert int(head[:-1]) < parameters[matrix].shape[0], node
+    assert len(edges) >= 20
