@@ -636,7 +636,8 @@ def _leaf_value(expr: rasp.SOp, state: tuple) -> tuple[bool, Any]:
 
 def mean_values(values: Iterable[Any], max_count: int, limit: int = MAX_NUMERICAL_VALUES) -> set | None:
     """Every float `mean` of a multiset of 1..max_count of `values`, computed as the
-    evaluator does (exact rational mean, then rounded once); None past `limit` sums or means."""
+    evaluator does (exact rational mean, then rounded once); None past `limit` sums or means,
+    or past `limit` * `_WORK_PER_VALUE` exact additions without reaching them."""
     numbers = list(values)
     # Integer sums divide exactly as the evaluator's int / int does; others need Fractions.
     base = sorted(
@@ -646,23 +647,38 @@ def mean_values(values: Iterable[Any], max_count: int, limit: int = MAX_NUMERICA
     )
     if not base:
         return set()
-    if isinstance(base[0], int) and max(abs(base[0]), abs(base[-1])) * max_count < 2**52:
-        return _integer_means(np.array(base, dtype=np.int64), max_count, limit)
+    scale = math.lcm(*(b.denominator for b in base)) if isinstance(base[0], Fraction) else 1
+    scaled = [int(b * scale) for b in base]
+    if max(abs(scaled[0]), abs(scaled[-1])) * max_count < 2**52 and scale * max_count < 2**52:
+        # Floats are dyadic: over a common denominator they sum as integers, exactly in int64.
+        return _integer_means(np.array(scaled, dtype=np.int64), max_count, limit, scale)
     means: set = set()
     sums = {0}
+    work = 0
     for count in range(1, max_count + 1):
-        sums = {s + v for s in sums for v in base}
-        if len(sums) > limit:
-            return None
+        grown: set = set()
+        for s in sums:
+            grown.update(s + v for v in base)
+            work += len(base)
+            if len(grown) > limit or work > limit * _WORK_PER_VALUE:
+                return None
+        sums = grown
         means.update(float(s / count) if isinstance(s, Fraction) else s / count for s in sums)
         if len(means) > limit:
             return None
     return means
 
 
-def _integer_means(base: np.ndarray, max_count: int, limit: int) -> set | None:
-    """mean_values for integers, vectorised: each sum and count is exact in float64, so one
-    float64 division rounds the exact rational once, as Python's int / int does."""
+_WORK_PER_VALUE = 10
+"""mean_values' budget of exact (Fraction) additions per value it may return: sums that
+collide often could otherwise take len(sums) x len(values) additions per count, hours for
+a mean of a mean, before the value limit is reached."""
+
+
+def _integer_means(base: np.ndarray, max_count: int, limit: int, scale: int = 1) -> set | None:
+    """mean_values for integers (the values times `scale`, their common denominator),
+    vectorised: each sum and scale * count is exact in float64, so one float64 division
+    rounds the exact rational once, as Python's int / int and Fraction -> float do."""
     means: list[np.ndarray] = []
     sums = np.zeros(1, dtype=np.int64)
     total = 0
@@ -670,7 +686,7 @@ def _integer_means(base: np.ndarray, max_count: int, limit: int) -> set | None:
         sums = np.unique((sums[:, None] + base[None, :]).reshape(-1))
         if len(sums) > limit:
             return None
-        means.append(sums.astype(np.float64) / count)  # sums are distinct: so are these
+        means.append(sums.astype(np.float64) / (scale * count))  # sums are distinct: so are these
         total += len(means[-1])
         if total > 4 * limit:
             means = [np.unique(np.concatenate(means))]

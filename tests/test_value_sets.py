@@ -78,6 +78,39 @@ def test_mean_values_exact_rationals():
     assert mean_values([0.1, 0.2], 2) == {0.1, 0.2, float((Fraction(0.1) + Fraction(0.2)) / 2)}
 
 
+def _brute_means(values, max_count):
+    """Every mean of a multiset of 1..max_count values, as the evaluator computes one."""
+    base = sorted({Fraction(v) for v in values})
+    return {
+        float(sum(combo, Fraction(0)) / k)
+        for k in range(1, max_count + 1)
+        for combo in itertools.combinations_with_replacement(base, k)
+    }
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.0, 1.0, -1.5, 2.25, 3.125],  # dyadic: summed as integers over a common denominator
+        [0.1, 0.2, 0.7],  # denominators 2**55 and so on: still exact in int64 for 4 terms
+        [1e-300, 1.0, 3.0],  # no common denominator fits: exact Fractions
+        [1, 2, 10**17],  # integers too large for float64 sums: exact Python ints
+    ],
+)
+def test_mean_values_equal_the_evaluators_means(values):
+    assert mean_values(values, 4) == _brute_means(values, 4)
+
+
+def test_mean_values_gives_up_on_work_not_only_on_size():
+    """1e-300 beside the integers 1..200 leaves no common denominator that fits int64, so
+    the sums are exact Fractions. They collide often: about 22,000 distinct sums of 10,
+    within the limit, cost about 15 million additions. Past its work budget (10 additions per
+    value it may return) mean_values says "too many" (None) instead."""
+    values = [1e-300] + [float(k) for k in range(1, 201)]
+    assert mean_values(values, 10, limit=100_000) is None
+    assert len(mean_values(values, 2, limit=100_000)) == 401  # 1..200, the halves between, and 1e-300
+
+
 def test_map_none_is_in_the_set():
     m = rasp.Map(lambda t: None if t == 0 else t, rasp.tokens)
     after = rasp.Map(lambda v: v * 2, m, simplify=False)
