@@ -92,8 +92,8 @@ def _brute_means(values, max_count):
     "values",
     [
         [0.0, 1.0, -1.5, 2.25, 3.125],  # dyadic: summed as integers over a common denominator
-        [0.1, 0.2, 0.7],  # denominators 2**55 and so on: still exact in int64 for 4 terms
-        [1e-300, 1.0, 3.0],  # no common denominator fits: exact Fractions
+        [0.1, 0.2, 0.7],  # common denominator 2**55: past float64's exact integers, so Fractions
+        [0.5, 0.25, 3.0],  # small dyadic denominators (4): integer sums again
         [1, 2, 10**17],  # integers too large for float64 sums: exact Python ints
     ],
 )
