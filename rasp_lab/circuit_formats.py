@@ -651,15 +651,25 @@ def verify_correspondence(
          "changes",                          # pairs where the intervention changes the output
          "disagree": [(base, source, expected, got), ...] (at most 3)}
 
-    `program` defaults to `model.program` (a loaded model needs it given).
+    `program` defaults to `model.program` (a loaded model needs it given, with the model's
+    output label; its value sets are inferred again). An empty list means the program has no
+    SOp a head or MLP computes.
     """
     from rasp_lab.compiler.encoding import DecodingError
     from rasp_lab.rasp.evaluator import EvaluationError, trace
 
     if max_inputs < 1:
         raise ValueError(f"max_inputs must be at least 1, got {max_inputs}")
+    from rasp_lab.value_sets import value_sets
+
     program = model.program if program is None else program
-    sets = model.value_sets if not model.is_loaded else None
+    if program.label != model.output_location.label:
+        raise ValueError(
+            f"program {program.label!r} is not this model's: the model computes "
+            f"{model.output_location.label!r}"
+        )
+    # A loaded model keeps no value sets: infer them again, as the compiler did.
+    sets = value_sets(program, model.vocab, model.max_seq_len) if model.is_loaded else model.value_sets
     allowed = {}
     if sets is not None:
         for label, values in sets.sets.items():

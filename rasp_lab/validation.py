@@ -253,7 +253,12 @@ class _Checker:
                     if rasp.is_categorical(expr)
                     else "an MLP that reads it needs every value"
                 )
-                self.add(label, "too-many-values", f"takes more than {max_values(expr):,} values; {what}")
+                self.add(
+                    label,
+                    "too-many-values",
+                    f"takes more than {max_values(expr):,} values (or more than value inference "
+                    f"can enumerate in its work budget); {what}",
+                )
             return
         # An Aggregate's NaN comes from its input, reported there (and a mean set is large).
         nans = [] if isinstance(expr, rasp.Aggregate) else [v for v in values if is_nan(v)]

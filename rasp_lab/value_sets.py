@@ -647,10 +647,12 @@ def mean_values(values: Iterable[Any], max_count: int, limit: int = MAX_NUMERICA
     )
     if not base:
         return set()
+    # Over a common denominator every sum is an integer, and Python's int / int rounds the
+    # exact quotient once, as Fraction -> float does (floats are dyadic: `scale` is a power of 2).
     scale = math.lcm(*(b.denominator for b in base)) if isinstance(base[0], Fraction) else 1
     scaled = [int(b * scale) for b in base]
     if max(abs(scaled[0]), abs(scaled[-1])) * max_count < 2**52 and scale * max_count < 2**52:
-        # Floats are dyadic: over a common denominator they sum as integers, exactly in int64.
+        # Small enough for int64 sums and one float64 division: vectorised.
         return _integer_means(np.array(scaled, dtype=np.int64), max_count, limit, scale)
     means: set = set()
     sums = {0}
@@ -658,21 +660,22 @@ def mean_values(values: Iterable[Any], max_count: int, limit: int = MAX_NUMERICA
     for count in range(1, max_count + 1):
         grown: set = set()
         for s in sums:
-            grown.update(s + v for v in base)
-            work += len(base)
+            grown.update([s + v for v in scaled])
+            work += len(scaled)
             if len(grown) > limit or work > limit * _WORK_PER_VALUE:
                 return None
         sums = grown
-        means.update(float(s / count) if isinstance(s, Fraction) else s / count for s in sums)
+        denominator = scale * count
+        means.update(s / denominator for s in sums)
         if len(means) > limit:
             return None
     return means
 
 
-_WORK_PER_VALUE = 10
-"""mean_values' budget of exact (Fraction) additions per value it may return: sums that
-collide often could otherwise take len(sums) x len(values) additions per count, hours for
-a mean of a mean, before the value limit is reached."""
+_WORK_PER_VALUE = 200
+"""mean_values' budget of big-integer additions per value it may return (40 million, some
+seconds, at the numerical limit): sums that collide often could otherwise take
+len(sums) x len(values) additions per count, hours for a mean of a mean."""
 
 
 def _integer_means(base: np.ndarray, max_count: int, limit: int, scale: int = 1) -> set | None:

@@ -253,6 +253,24 @@ def test_verify_correspondence_on_a_loaded_model_needs_the_program(tmp_path) -> 
         verify_correspondence(loaded)
     results = verify_correspondence(loaded, program=model.program)
     assert [(r["sop"], r["agree"]) for r in results] == [("is_x", 240), ("frac_x", 240)]
+    other = rasp.numerical(rasp.Map(lambda t: 0, rasp.tokens)).named("zero")
+    with pytest.raises(ValueError, match="program 'zero' is not this model's: the model computes 'frac_x'"):
+        verify_correspondence(loaded, program=other)
+
+
+def test_verify_correspondence_scopes_a_loaded_model_as_a_compiled_one(tmp_path) -> None:
+    """Swapping y mixes values that no single input gives z together (z's lookup has no entry
+    for them): out of range, on the compiled model and on the same model loaded from a file."""
+    y = rasp.categorical(rasp.Map({"a": "b", "b": "x", "x": "a"}.get, rasp.tokens)).named("y")
+    z = rasp.categorical(rasp.SequenceMap(lambda a, b: a + b, rasp.tokens, y)).named("z")
+    w = rasp.categorical(rasp.Map(lambda s: {"ab": 0, "bx": 1, "xa": 2}.get(s, 3), z)).named("w")
+    model = rasp_lab.compile(w, {"a", "b", "x"}, 3)
+    loaded = rasp_lab.load(model.save(tmp_path / "w.npz"))
+    compiled_results = verify_correspondence(model)
+    loaded_results = verify_correspondence(loaded, program=w)
+    assert compiled_results == loaded_results
+    by_sop = {r["sop"]: r for r in compiled_results}
+    assert by_sop["y"]["out_of_range"] == by_sop["y"]["pairs"] > 0 and by_sop["y"]["disagree"] == []
 
 
 def test_evaluator_interventions() -> None:

@@ -170,7 +170,7 @@ def test_a_numerical_sop_may_take_more_values_than_a_one_hot(monkeypatch):
     pairs = rasp.SequenceMap(lambda t, i: t * 100 + i, rasp.tokens, rasp.indices).named("pairs")
     problems = validate(pairs, set(range(1000)), 21)
     assert [(p.label, p.kind, p.message) for p in problems] == [
-        ("pairs", "too-many-values", "takes more than 20,000 values; a one-hot block or lookup MLP would be too large")
+        ("pairs", "too-many-values", "takes more than 20,000 values (or more than value inference can enumerate in its work budget); a one-hot block or lookup MLP would be too large")
     ]
     scaled = rasp.numerical(rasp.SequenceMap(lambda t, i: t * 100 + i, rasp.tokens, rasp.indices)).named("scaled")
     wide = rasp.numerical(rasp.Map(lambda x: x > 500, scaled)).named("wide")
@@ -178,7 +178,7 @@ def test_a_numerical_sop_may_take_more_values_than_a_one_hot(monkeypatch):
     monkeypatch.setattr(value_sets_module, "MAX_NUMERICAL_VALUES", 20_000)
     problems = validate(wide, set(range(1000)), 21)
     assert [(p.label, p.kind, p.message) for p in problems] == [
-        ("scaled", "too-many-values", "takes more than 20,000 values; an MLP that reads it needs every value")
+        ("scaled", "too-many-values", "takes more than 20,000 values (or more than value inference can enumerate in its work budget); an MLP that reads it needs every value")
     ]
 
 
