@@ -145,7 +145,7 @@ def test_needs_markers_name_the_tl_extras_modules():
             if needs:
                 assert needs == tl, (document.name, example.line)
                 marked[document.name] = marked.get(document.name, 0) + 1
-    assert marked == {"README.md": 2, "lesson_5_circuit_discovery.md": 9}
+    assert marked == {"README.md": 2, "lesson_5_circuit_discovery.md": 13}
 
 
 # ------------------------------------------------------------------ bash blocks
