@@ -308,6 +308,7 @@ class _Forward:
         self.mask = np.tril(np.ones((seq, seq), bool)) if model.causal else np.ones((seq, seq), bool)
         self.outputs: dict[str, np.ndarray] = {}
         self.hidden: dict[int, np.ndarray] = {}
+        self.layer_inputs: list[np.ndarray] = []  # [batch, seq, d_model] before each layer, then the final
         self.final = self.run(record=True)
 
     def _heads(
@@ -343,10 +344,18 @@ class _Forward:
         d_model]) or an MLP layer's hidden units ("m{l}": [(start, stop, [batch, seq,
         stop - start]), ...])."""
         swap = swap or {}
-        x = self.embed
+        layers = self.model.weights.layers
+        # Layers before the first patched or swapped node compute what the clean run did.
+        touched = [*swap, patch[0]] if patch is not None else list(swap)
+        first = min((len(layers) if n == "unembed" else _parse(n)[1] for n in touched), default=0)
+        first = 0 if record else first
+        x = self.embed if first == 0 else self.layer_inputs[first]
         if record:
             self.outputs["embed"] = x
-        for layer, lw in enumerate(self.model.weights.layers):
+        for layer in range(first, len(layers)):
+            lw = layers[layer]
+            if record:
+                self.layer_inputs.append(x)
             heads = self._heads(lw, x, patch, layer, swap)
             if record:
                 for h, out in enumerate(heads):
@@ -363,6 +372,8 @@ class _Forward:
                     self.outputs[f"m{layer}"] = out
                     self.hidden[layer] = hidden
                 x = x + out
+        if record:
+            self.layer_inputs.append(x)
         if patch is not None and patch[0] == "unembed":
             x = x + patch[2]
         return x
