@@ -111,16 +111,23 @@ def _vocab_text(vocab: Any) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    """The zoo with each program's size as written (SOps) and as compiled at its registry
+    settings (layers, parameters of the compact weights): compiling all of it takes seconds."""
+    import rasp_lab
     from rasp_lab.graph import build_graph, distinct_labels
     from rasp_lab.programs import registry
 
-    print(f"{'name':26} {'vocab':16} {'max_len':>7} {'SOps':>4}  description")
+    print(f"{'name':26} {'vocab':16} {'max_len':>7} {'SOps':>4} {'layers':>6} {'params':>9}  description")
     for name in registry.names():
         entry = registry.get(name)
-        sops = len(build_graph(distinct_labels(entry.build())).sops())
+        program = entry.build()
+        sops = len(build_graph(distinct_labels(program)).sops())
+        model = rasp_lab.compile(program, entry.vocab, entry.max_seq_len, causal=entry.causal)
+        layers, params = len(model.weights.layers), model.parameter_counts()["compact"]
         causal = " (causal)" if entry.causal else ""
         print(
-            f"{name:26} {_vocab_text(entry.vocab):16} {entry.max_seq_len:>7} {sops:>4}  {entry.description}{causal}"
+            f"{name:26} {_vocab_text(entry.vocab):16} {entry.max_seq_len:>7} {sops:>4} {layers:>6} "
+            f"{params:>9,}  {entry.description}{causal}"
         )
     return 0
 

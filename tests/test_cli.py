@@ -299,9 +299,13 @@ def test_list_has_vocab_length_and_size_columns(capsys):
     code, out, err = run(capsys, "list")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["name", "vocab", "max_len", "SOps"]
+    assert lines[0].split()[:6] == ["name", "vocab", "max_len", "SOps", "layers", "params"]
     sort = next(line for line in lines if line.startswith("sort "))
-    assert sort.split()[1:7] == ["1", "2", "3", "4", "5", "5"]  # vocab 1..4, max_seq_len 5, 5 SOps
+    # vocab 1..4, max_seq_len 5, 5 SOps; compiled: 3 layers, 7,837 parameters
+    assert sort.split()[1:9] == ["1", "2", "3", "4", "5", "5", "3", "7,837"]
+    entry = registry.get("sort")
+    model = rasp_lab.compile(entry.build(), entry.vocab, entry.max_seq_len)
+    assert (len(model.weights.layers), model.parameter_counts()["compact"]) == (3, 7837)
 
 
 def test_show_a_zoo_program(capsys):
