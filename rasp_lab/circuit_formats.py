@@ -622,16 +622,11 @@ def _near(value: Any, options: np.ndarray | frozenset) -> bool:
     return bool(near.size) and bool(np.min(np.abs(near - value)) <= 1e-9 * max(1.0, abs(value)))
 
 
-def _same(expected: list, got: list, numerical: bool, tolerance: float) -> bool:
-    if len(expected) != len(got):
-        return False
-    for e, g in zip(expected, got):
-        if e is None or g is None or not numerical:
-            if e != g:
-                return False
-        elif not abs(float(e) - float(g)) <= tolerance * max(1.0, abs(float(e))):
-            return False
-    return True
+def _all_same(got: list, want: list, numerical: bool, tolerance: float) -> bool:
+    """Position by position, as `assert_compiles_exactly` compares (None only with None)."""
+    from rasp_lab.testing.checks import _same
+
+    return len(got) == len(want) and all(_same(g, w, numerical, tolerance) for g, w in zip(got, want))
 
 
 def verify_correspondence(
@@ -666,13 +661,12 @@ def verify_correspondence(
     output label; its value sets are inferred again). An empty list means the program has no
     SOp a head or MLP computes.
     """
-    from rasp_lab.compiler.encoding import DecodingError
     from rasp_lab.rasp.evaluator import EvaluationError, trace
+    from rasp_lab.testing.checks import _decode_rows
+    from rasp_lab.value_sets import value_sets
 
     if max_inputs < 1:
         raise ValueError(f"max_inputs must be at least 1, got {max_inputs}")
-    from rasp_lab.value_sets import value_sets
-
     program = model.program if program is None else program
     if program.label != model.output_location.label:
         raise ValueError(
@@ -731,7 +725,7 @@ def verify_correspondence(
                         start, stop = c["neurons"]
                         hidden = np.roll(forward.hidden[c["layer"]][..., start:stop], shift, axis=0)
                         swap.setdefault(c["name"], []).append((start, stop, hidden))
-                final = forward.run(swap=swap)
+                decoded = _decode_rows(model, forward.run(swap=swap), ids, model.output_location)
                 for row, base in enumerate(batch):
                     source_row = (row - shift) % len(batch)
                     result["pairs"] += 1
@@ -756,14 +750,10 @@ def verify_correspondence(
                     ):
                         result["out_of_range"] += 1
                         continue
-                    try:
-                        got = model.decode(final[row : row + 1], ids[row : row + 1])[0]
-                    except DecodingError:
-                        got = None
-                    want = expected[program.label]
-                    if not _same(want, traces[row][program.label], numerical, tolerance):
+                    got, want = decoded[row], expected[program.label]
+                    if not _all_same(traces[row][program.label], want, numerical, tolerance):
                         result["changes"] += 1
-                    if got is not None and _same(want, got, numerical, tolerance):
+                    if _all_same(got, want, numerical, tolerance):
                         result["agree"] += 1
                     elif len(result["disagree"]) < 3:
                         result["disagree"].append((base, batch[source_row], want, got))
