@@ -637,9 +637,9 @@ def _leaf_value(expr: rasp.SOp, state: tuple) -> tuple[bool, Any]:
 def mean_values(values: Iterable[Any], max_count: int, limit: int = MAX_NUMERICAL_VALUES) -> set | None:
     """Every float `mean` of a multiset of 1..max_count of `values`, computed as the
     evaluator does (exact rational mean, then rounded once); None past `limit` sums or means,
-    or past `limit` * `_WORK_PER_VALUE` exact additions without reaching them."""
+    or past `limit` * `_WORK_PER_VALUE` big-integer additions without reaching them."""
     numbers = list(values)
-    # Integer sums divide exactly as the evaluator's int / int does; others need Fractions.
+    # Exact values: ints as they are, floats as the Fractions they equal.
     base = sorted(
         {int(v) for v in numbers}
         if all(isinstance(v, int) for v in numbers)
